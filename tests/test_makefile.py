@@ -1,0 +1,65 @@
+"""The Makefile promises one target per experiment whose runs have exactly the report's settings."""
+import json
+import os
+import shlex
+import subprocess
+
+import pytest
+
+import train
+from conftest import ROOT
+
+EXPERIMENTS = ['lr-sweep', 'schedule', 'wd', 'erase', 'erase-p', 'erase-scale', 'erase-ratio']
+
+
+def planned_runs(*make_args):
+    """{out folder: parsed flags} of every train.py command `make -n` would run."""
+    shown = subprocess.run(['make', '-n', '-C', ROOT, *make_args], capture_output=True, text=True, check=True).stdout
+    runs = {}
+    for line in shown.splitlines():
+        if 'train.py' in line:
+            args = train.build_parser().parse_args(shlex.split(line.split('train.py', 1)[1]))
+            runs[args.out] = args
+    return runs
+
+
+def test_each_experiment_runs_the_reports_settings(tmp_path):
+    with open(os.path.join(ROOT, 'report_results.json')) as f:
+        report = json.load(f)['runs']
+    for experiment in EXPERIMENTS:
+        runs = planned_runs(experiment, f'RUNS={tmp_path}')
+        expected = [r['setting'] for r in report if r['experiment'] == experiment]
+        assert len(runs) == len(expected), experiment
+        for setting in expected:
+            matches = [args for args in runs.values() if
+                       args.lr == setting['lr'] and args.epochs == setting['epochs'] and
+                       args.cosine == setting.get('cosine', False) and args.wd == setting.get('wd', 0.0) and
+                       args.erase_p == setting.get('erase_p', 0.0) and
+                       args.erase_scale == setting.get('erase_scale', [0.02, 0.33]) and
+                       args.erase_ratio == setting.get('erase_ratio', [0.3, 3.3])]
+            assert len(matches) == 1, (experiment, setting)
+            args = matches[0]
+            assert (args.batch_size, args.momentum, args.no_crop_flip, args.seed) == (128, 0.9, False, 0)
+            assert args.out.startswith(f'{tmp_path}/{experiment}/') and args.out.endswith('/seed0')
+
+
+def test_study_is_all_fourteen_runs(tmp_path):
+    assert len(planned_runs('study', f'RUNS={tmp_path}')) == 14
+
+
+def test_args_override_and_seeds_multiply(tmp_path):
+    runs = planned_runs('lr-sweep', f'RUNS={tmp_path}', 'ARGS=--epochs 1 --train-subset 512', 'SEEDS=0 1 2')
+    assert len(runs) == 9
+    assert {args.seed for args in runs.values()} == {0, 1, 2}
+    assert all(args.epochs == 1 and args.train_subset == 512 for args in runs.values())
+    assert f'{tmp_path}/lr-sweep/lr0.1/seed2' in runs
+
+
+def test_finished_runs_are_skipped_and_interrupted_ones_resumed(tmp_path):
+    finished, interrupted = tmp_path / 'lr-sweep/lr0.1/seed0', tmp_path / 'lr-sweep/lr0.01/seed0'
+    finished.mkdir(parents=True), interrupted.mkdir(parents=True)
+    (finished / 'summary.json').write_text('{}')
+    (interrupted / 'checkpoint.pt').write_bytes(b'')
+    runs = planned_runs('lr-sweep', f'RUNS={tmp_path}')
+    assert set(runs) == {str(interrupted), f'{tmp_path}/lr-sweep/lr0.001/seed0'}
+    assert runs[str(interrupted)].resume and not runs[f'{tmp_path}/lr-sweep/lr0.001/seed0'].resume
