@@ -6,6 +6,8 @@
 #   make lr-sweep ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in a minute
 #   make lr-sweep SEEDS='0 1 2'   every setting once per seed
 #   make study                    all seven experiments, 14 runs
+#   make figures, make tables     the report's figures and tables from the runs, in figures/
+#   make bench                    training speed, ours against the usual DataLoader pipeline
 #
 # A run whose summary.json exists is finished and is not run again; a run with a checkpoint
 # but no summary was interrupted and continues where it stopped (--resume). Every target
@@ -19,7 +21,7 @@ SEEDS ?= 0
 RUNS ?= runs
 
 EXPERIMENTS := lr-sweep schedule wd erase erase-p erase-scale erase-ratio
-.PHONY: test study $(EXPERIMENTS)
+.PHONY: test bench figures tables study $(EXPERIMENTS)
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,16 @@ $(VENV)/installed: requirements.txt
 
 test: $(VENV)/installed
 	$(PY) -m pytest -q tests
+
+# Training speed of this project's pipeline against the usual DataLoader one (bench.py).
+bench: $(VENV)/installed
+	$(PY) bench.py
+
+# The report's tables and figures from the runs under $(RUNS), into figures/ (report.py).
+figures: $(VENV)/installed
+	$(PY) report.py --figures --runs $(RUNS)
+tables: $(VENV)/installed
+	$(PY) report.py --tables --runs $(RUNS)
 
 # $(call experiment,NAME,SETTING,FLAGS): the target NAME gains the runs of one setting, one per
 # seed, each in $(RUNS)/NAME/SETTING/seedN/. ARGS come last, so they override FLAGS.

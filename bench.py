@@ -1,0 +1,169 @@
+"""How fast is a training epoch? This project's pipeline against the plain one, measured.
+
+    python bench.py                 # on CUDA if there is a GPU, else on the CPU (make bench)
+    python bench.py --device cpu --windows 5 --steps 4
+
+Both pipelines train the same ResNet-18 with SGD at batch size 128, with the same augmentation
+distributions (random crop from the image padded by 4, horizontal flip, random erasing with
+p 1.0 as in the report's erasing runs), on synthetic CIFAR-shaped images: no data set needed.
+
+  ours   train.py's own code: the images resident on the device, crop, flip and erasing on
+         whole batches there, bf16 autocast where --precision auto picks it, channels-last
+         memory, and the loss and accuracy read once per window.
+  plain  what most CIFAR repositories do: torchvision transforms on one PIL image at a time in
+         a DataLoader with 2 worker processes, fp32, and .item() after every step.
+
+Each pipeline takes some warm-up steps (not timed; cuDNN autotuning, worker start-up), then
+several timed windows of training steps and one timed pass of evaluation. The table gives
+the median window. A 40k epoch is 40,000 training images and 10,000 validation images.
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+from PIL import Image
+
+from model import ResNet18
+from train import MEMORY_FORMAT, evaluate, pick_precision, train_one_epoch, training_batches
+
+BATCH = 128
+STUDY_EPOCHS = 3 * 15 + 11 * 300  # the lr sweep's 3 runs of 15 epochs, and 11 runs of 300
+ERASE = dict(p=1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3))
+MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)  # CIFAR-10's, roughly: synthetic data needs some
+
+
+def synthetic(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def median_window(step_window, windows, warmup):
+    """Seconds of the median of `windows` calls of step_window(), after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step_window()
+    times = []
+    for _ in range(windows):
+        t0 = time.perf_counter()
+        step_window()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_ours(device, precision, steps, windows, eval_images, compile_model):
+    """Images per second of train.py's training step and of its evaluation."""
+    images, labels = (t.to(device) for t in synthetic(steps * BATCH))
+    val_x, val_y = (t.to(device) for t in synthetic(eval_images, seed=1))
+    mean, std = torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
+    args = argparse.Namespace(batch_size=BATCH, no_crop_flip=False, erase_p=ERASE['p'],
+                              erase_scale=ERASE['scale'], erase_ratio=ERASE['ratio'])
+    torch.manual_seed(0)
+    model = ResNet18().to(device, memory_format=MEMORY_FORMAT)
+    step_model = torch.compile(model) if compile_model else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+
+    def window():  # train_one_epoch reads its sums with .item() at the end: the GPU has finished
+        batches = training_batches(images, labels, mean, std, args, order_gen, augment_gen)
+        train_one_epoch(step_model, optimizer, batches, len(labels), autocast)
+
+    train_seconds = median_window(window, windows, warmup=2)
+    eval_seconds = median_window(lambda: evaluate(step_model, val_x, val_y, mean, std, autocast), 1, 1)
+    return steps * BATCH / train_seconds, eval_images / eval_seconds
+
+
+class PILImages(torch.utils.data.Dataset):
+    """Images kept as numpy HWC arrays and turned into PIL images one at a time, as torchvision's CIFAR10 does."""
+
+    def __init__(self, images, labels, transform):
+        self.images, self.labels, self.transform = images.permute(0, 2, 3, 1).numpy(), labels.tolist(), transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.images[i])), self.labels[i]
+
+
+def bench_plain(device, steps, windows, eval_images):
+    """Images per second of the usual DataLoader pipeline, fp32, and of its evaluation."""
+    augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD),
+                         T.RandomErasing(**ERASE)])
+    train_loader = torch.utils.data.DataLoader(PILImages(*synthetic(steps * BATCH), augment), batch_size=BATCH,
+                                               shuffle=True, num_workers=2, persistent_workers=True)
+    val_loader = torch.utils.data.DataLoader(PILImages(*synthetic(eval_images, seed=1), T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])),
+                                             batch_size=100, num_workers=2, persistent_workers=True)
+    torch.manual_seed(0)
+    model = ResNet18().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def window():
+        model.train()
+        total, correct = 0.0, 0
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad()
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            correct += (logits.argmax(1) == y).sum().item()
+
+    @torch.no_grad()
+    def evaluate_plain():
+        model.eval()
+        for x, y in val_loader:
+            (model(x.to(device)).argmax(1) == y.to(device)).sum().item()
+
+    train_seconds = median_window(window, windows, warmup=1)
+    eval_seconds = median_window(evaluate_plain, 1, 1)
+    return steps * BATCH / train_seconds, eval_images / eval_seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--device', default='auto', help='auto, cpu or cuda (default: %(default)s)')
+    parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto', help='of ours (default: %(default)s)')
+    parser.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 3 on CPU)')
+    parser.add_argument('--windows', type=int, default=None, help='timed windows (default: 5 on CUDA, 3 on CPU)')
+    parser.add_argument('--eval-images', type=int, default=None, help='images evaluated (default: 10000 on CUDA, 1000 on CPU)')
+    parser.add_argument('--compile', action='store_true', help='also time ours with torch.compile')
+    args = parser.parse_args()
+    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+    cuda = device.type == 'cuda'
+    steps, windows = args.steps or (50 if cuda else 3), args.windows or (5 if cuda else 3)
+    eval_images = args.eval_images or (10000 if cuda else 1000)
+    precision = pick_precision(args.precision, device)
+    name = torch.cuda.get_device_name(device) if cuda else f'CPU, {torch.get_num_threads()} threads'
+    print(f'{name}; torch {torch.__version__}; batch {BATCH}; {steps} steps x {windows} windows; '
+          f'{eval_images} images evaluated', flush=True)
+
+    torch.backends.cudnn.benchmark = True
+    rows = [(f'ours ({precision}, channels-last)', *bench_ours(device, precision, steps, windows, eval_images, False))]
+    if args.compile:
+        rows.append((f'ours + torch.compile ({precision})', *bench_ours(device, precision, steps, windows, eval_images, True)))
+    rows.append(('plain (DataLoader, PIL, fp32)', *bench_plain(device, steps, windows, eval_images)))
+
+    plain_epoch = 40000 / rows[-1][1] + 10000 / rows[-1][2]
+    print('\n| pipeline | train images/s | eval images/s | s per 40k epoch | vs plain | whole study (3,345 epochs) |')
+    print('|---|---:|---:|---:|---:|---:|')
+    for label, train_rate, eval_rate in rows:
+        epoch = 40000 / train_rate + 10000 / eval_rate
+        print(f'| {label} | {train_rate:,.0f} | {eval_rate:,.0f} | {epoch:.2f} | {plain_epoch / epoch:.1f}x | '
+              f'{STUDY_EPOCHS * epoch / 3600:.1f} h |')
+
+
+if __name__ == '__main__':
+    main()
