@@ -113,8 +113,10 @@ def erase(images, i, j, h, w, value=0.0):
     cols = torch.arange(images.shape[-1], device=images.device)[None, None, :]   # (1, 1, W)
     i, j, h, w = (t[:, None, None] for t in (i, j, h, w))                       # (B, 1, 1)
     inside = (rows >= i) & (rows < i + h) & (cols >= j) & (cols < j + w)        # (B, H, W)
-    value = torch.as_tensor(value, dtype=images.dtype, device=images.device).reshape(-1, 1, 1)
-    return torch.where(inside[:, None], value, images)
+    if isinstance(value, numbers.Number):  # a plain number: no tensor to copy to the GPU each step
+        return images.masked_fill(inside[:, None], value)
+    fill = torch.tensor(value, dtype=images.dtype, device=images.device).reshape(-1, 1, 1)
+    return torch.where(inside[:, None], fill, images)
 
 
 def sample_crops(n, pad, generator):

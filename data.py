@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import os
 import pickle
+import shutil
 import tarfile
 import urllib.request
 
@@ -59,7 +60,8 @@ def fetch(root, download):
         os.makedirs(root, exist_ok=True)
         partial = archive + '.part'  # only a download that passed its md5 check gets the archive's name
         try:
-            urllib.request.urlretrieve(URL, partial)
+            with urllib.request.urlopen(URL, timeout=60) as response, open(partial, 'wb') as f:
+                shutil.copyfileobj(response, f)  # 163 MB; the timeout bounds each wait, not the whole
             with open(partial, 'rb') as f:
                 md5 = hashlib.file_digest(f, 'md5').hexdigest()
             if md5 != MD5:

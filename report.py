@@ -27,6 +27,7 @@ import statistics
 import matplotlib
 matplotlib.use('Agg')  # files only: no window, no display needed
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from schedule import cosine_lr
 
@@ -161,7 +162,9 @@ def curve(runs, key):
 def curves_figure(number, title, rows, knob, path):
     """Loss (top) and accuracy (bottom) against epoch, training and validation, a column per setting."""
     rows = [(row, runs) for row, runs in rows if runs]
-    fig, axes = plt.subplots(2, len(rows), figsize=(4.2 * len(rows), 6.5), squeeze=False, sharey='row')
+    fig, axes = plt.subplots(2, len(rows), figsize=(4.2 * len(rows), 6.5), squeeze=False)
+    for ax in axes[1, 1:]:  # accuracies on one scale, to compare; losses each on its own, as a
+        ax.sharey(axes[1, 0])  # diverging run's loss would flatten the others
     for col, (row, runs) in enumerate(rows):
         for split, color in (('train', 'tab:blue'), ('val', 'tab:orange')):
             for r, (metric, scale) in enumerate((('loss', 1), ('acc', 100))):
@@ -180,6 +183,7 @@ def curves_figure(number, title, rows, knob, path):
     axes[0, 0].legend()
     for ax in axes.flat:
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f'Figure {number}: {title}')
     fig.tight_layout()
     fig.savefig(path, dpi=110)

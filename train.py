@@ -39,6 +39,10 @@ MEMORY_FORMAT = torch.channels_last
 WHERE_AND_HOW = ('out', 'resume', 'force', 'device', 'data_dir', 'compile', 'deterministic')
 
 
+class RunError(Exception):
+    """A run cannot start or continue; the message says why and what to do."""
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         """Bad input: one line and exit status 2, as argparse does, without the usage block."""
@@ -240,6 +244,8 @@ def evaluate(model, images, labels, mean, std, autocast):
 def prepare_out(parser, args, out):
     """Decide what to do with the run folder before anything is written into it.
     Returns the checkpoint to resume from, or None to start afresh."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        parser.error(f'--out {out} is a file, not a folder')
     checkpoint, summary = os.path.join(out, 'checkpoint.pt'), os.path.join(out, 'summary.json')
     holds_run = os.path.exists(checkpoint) or os.path.exists(summary)
     if args.resume:
@@ -267,10 +273,6 @@ def load_checkpoint(path, args, device):
     if saved_device != device.type:
         raise RunError(f'{path} was made on {saved_device}: resume it with --device {saved_device}')
     return state
-
-
-class RunError(Exception):
-    """A run cannot start or continue; the message says why and what to do."""
 
 
 def main(argv=None):
@@ -323,9 +325,9 @@ def run(parser, args, out, device, resume_from):
     if args.eval_subset:
         val_idx = balanced_subset(val_idx, train_y, args.eval_subset)
         test_idx = balanced_subset(test_idx, test_y, args.eval_subset)
-    # Everything the loop touches lives on the device, once.
-    train_x, val_x, val_y, train_y = train_x[train_idx].to(device), train_x[val_idx].to(device), \
-        train_y[val_idx].to(device), train_y[train_idx].to(device)
+    # Everything the loop touches moves to the device once.
+    val_x, val_y = train_x[val_idx].to(device), train_y[val_idx].to(device)
+    train_x, train_y = train_x[train_idx].to(device), train_y[train_idx].to(device)
     test_x, test_y = test_x[test_idx].to(device), test_y[test_idx].to(device)
     mean, std = mean.to(device), std.to(device)
 
