@@ -136,14 +136,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--device', default='auto', help='auto, cpu or cuda (default: %(default)s)')
     parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto', help='of ours (default: %(default)s)')
-    parser.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 3 on CPU)')
-    parser.add_argument('--windows', type=int, default=None, help='timed windows (default: 5 on CUDA, 3 on CPU)')
+    parser.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 4 on CPU)')
+    parser.add_argument('--windows', type=int, default=None, help='timed windows (default: 5 on CUDA, 5 on CPU)')
     parser.add_argument('--eval-images', type=int, default=None, help='images evaluated (default: 10000 on CUDA, 1000 on CPU)')
     parser.add_argument('--compile', action='store_true', help='also time ours with torch.compile')
     args = parser.parse_args()
     device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
     cuda = device.type == 'cuda'
-    steps, windows = args.steps or (50 if cuda else 3), args.windows or (5 if cuda else 3)
+    steps, windows = args.steps or (50 if cuda else 4), args.windows or 5
     eval_images = args.eval_images or (10000 if cuda else 1000)
     precision = pick_precision(args.precision, device)
     name = torch.cuda.get_device_name(device) if cuda else f'CPU, {torch.get_num_threads()} threads'
