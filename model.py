@@ -65,5 +65,5 @@ class ResNet18(nn.Module):
         x = self.layer2(x)             # (B, 128, 16, 16)
         x = self.layer3(x)             # (B, 256, 8, 8)
         x = self.layer4(x)             # (B, 512, 4, 4)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # global average pool: (B, 512)
+        x = x.mean(dim=(2, 3))         # global average pool: (B, 512)
         return self.fc(x)              # (B, num_classes) logits

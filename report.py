@@ -29,6 +29,7 @@ matplotlib.use('Agg')  # files only: no window, no display needed
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+from data import CLASSES, DataError, class_table, load_cifar10, split_for
 from schedule import cosine_lr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -204,7 +205,6 @@ def cosine_figure(path, epochs=300, lr=0.01):
 
 def first_batch_figure(images, labels, path, columns=16):
     """Figure 1: the images of the first training batch with their class names."""
-    from data import CLASSES
     rows = math.ceil(len(images) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.05))
     for ax in axes.flat:
@@ -235,7 +235,6 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     written = []
 
-    from data import DataError, class_table, load_cifar10, split_for
     try:
         train_x, train_y, _, _ = load_cifar10(args.data_dir, download=False)
     except DataError as e:
