@@ -14,7 +14,6 @@ detail there is. So the stem here is one 3x3 stride-1 conv and no max-pool: the 
 stages see 32x32, 16x16, 8x8 and 4x4 maps. With 10 classes the network has exactly
 11,173,962 parameters.
 """
-import torch
 from torch import nn
 import torch.nn.functional as F
 
