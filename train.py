@@ -301,6 +301,13 @@ def main(argv=None):
         run(parser, args, out, device, resume_from)
     except (DataError, RunError) as e:
         sys.exit(f'{parser.prog}: error: {e}')
+    except KeyboardInterrupt:  # Ctrl-C: the epoch in progress is lost, the last finished one is on disk
+        if os.path.exists(os.path.join(out, 'checkpoint.pt')):
+            print(f'\nstopped: {out}/checkpoint.pt holds the last finished epoch; '
+                  f'to continue: python train.py --resume --out {out}', file=sys.stderr)
+        else:
+            print('\nstopped before the first epoch ended, nothing to resume: run the same command again', file=sys.stderr)
+        sys.exit(130)
 
 
 def run(parser, args, out, device, resume_from):
@@ -376,34 +383,26 @@ def run(parser, args, out, device, resume_from):
     print(f'{out}: {len(train_y)} training, {len(val_y)} validation, {len(test_y)} test images; '
           f'{device} {precision}; epoch {start + 1} of {args.epochs}', flush=True)
 
-    epoch = saved_epoch = start
-    try:
-        for epoch in range(start, args.epochs):
-            t0 = time.perf_counter()
-            lr = lr_at(epoch, args.epochs, args.lr, args.cosine)
-            for group in optimizer.param_groups:
-                group['lr'] = lr
-            batches = training_batches(train_x, train_y, mean, std, args, order_gen, augment_gen)
-            train_loss, train_acc = train_one_epoch(step_model, optimizer, batches, len(train_y), autocast)
-            val_loss, val_acc = evaluate(step_model, val_x, val_y, mean, std, autocast)
-            metrics = {'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss, 'train_acc': train_acc,
-                       'val_loss': val_loss, 'val_acc': val_acc, 'seconds': time.perf_counter() - t0}
-            history.append(metrics)
-            with open(metrics_path, 'a') as f:
-                f.write(json.dumps(metrics) + '\n')
-            rng = {'torch': torch.get_rng_state(), 'order': order_gen.get_state(), 'augment': augment_gen.get_state(),
-                   'cuda': torch.cuda.get_rng_state_all() if device.type == 'cuda' else []}
-            state = {'config': training_flags(args), 'device_type': device.type, 'epoch': epoch + 1,
-                     'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'rng': rng, 'metrics': history}
-            write_atomic(os.path.join(out, 'checkpoint.pt'), lambda f: torch.save(state, f))
-            saved_epoch = epoch + 1
-            print(f'epoch {epoch + 1:3d}/{args.epochs}  lr {lr:.5f}  train loss {train_loss:.4f} acc {100 * train_acc:6.2f}%  '
-                  f'val loss {val_loss:.4f} acc {100 * val_acc:6.2f}%  {metrics["seconds"]:.1f}s', flush=True)
-    except KeyboardInterrupt:  # the epoch in progress is lost; the last finished one is on disk
-        saved = f'{out}/checkpoint.pt holds epoch {saved_epoch}' if saved_epoch else 'no epoch had finished'
-        again = f'python train.py --resume --out {out}' if saved_epoch else 'run the same command again'
-        print(f'\nstopped during epoch {epoch + 1}: {saved}; to continue: {again}', file=sys.stderr)
-        sys.exit(130)
+    for epoch in range(start, args.epochs):
+        t0 = time.perf_counter()
+        lr = lr_at(epoch, args.epochs, args.lr, args.cosine)
+        for group in optimizer.param_groups:
+            group['lr'] = lr
+        batches = training_batches(train_x, train_y, mean, std, args, order_gen, augment_gen)
+        train_loss, train_acc = train_one_epoch(step_model, optimizer, batches, len(train_y), autocast)
+        val_loss, val_acc = evaluate(step_model, val_x, val_y, mean, std, autocast)
+        metrics = {'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss, 'train_acc': train_acc,
+                   'val_loss': val_loss, 'val_acc': val_acc, 'seconds': time.perf_counter() - t0}
+        history.append(metrics)
+        with open(metrics_path, 'a') as f:
+            f.write(json.dumps(metrics) + '\n')
+        rng = {'torch': torch.get_rng_state(), 'order': order_gen.get_state(), 'augment': augment_gen.get_state(),
+               'cuda': torch.cuda.get_rng_state_all() if device.type == 'cuda' else []}
+        state = {'config': training_flags(args), 'device_type': device.type, 'epoch': epoch + 1,
+                 'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'rng': rng, 'metrics': history}
+        write_atomic(os.path.join(out, 'checkpoint.pt'), lambda f: torch.save(state, f))
+        print(f'epoch {epoch + 1:3d}/{args.epochs}  lr {lr:.5f}  train loss {train_loss:.4f} acc {100 * train_acc:6.2f}%  '
+              f'val loss {val_loss:.4f} acc {100 * val_acc:6.2f}%  {metrics["seconds"]:.1f}s', flush=True)
 
     # The one look at the test set, after training is over.
     test_loss, test_acc = evaluate(step_model, test_x, test_y, mean, std, autocast)
