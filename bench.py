@@ -18,6 +18,7 @@ several timed windows of training steps and one timed pass of evaluation. The ta
 the median window. A 40k epoch is 40,000 training images and 10,000 validation images.
 """
 import argparse
+import functools
 import statistics
 import time
 
@@ -28,7 +29,7 @@ import torchvision.transforms as T
 from PIL import Image
 
 from model import ResNet18
-from train import MEMORY_FORMAT, evaluate, pick_precision, train_one_epoch, training_batches
+from train import MEMORY_FORMAT, autocast_for, evaluate, pick_precision, train_one_epoch, training_batches
 
 BATCH = 128
 STUDY_EPOCHS = 3 * 15 + 11 * 300  # the lr sweep's 3 runs of 15 epochs, and 11 runs of 300
@@ -71,9 +72,7 @@ def bench_ours(device, precision, steps, windows, eval_images, compile_model):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
 
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
-
+    autocast = functools.partial(autocast_for, device, precision)
     def window():  # train_one_epoch reads its sums with .item() at the end: the GPU has finished
         batches = training_batches(images, labels, mean, std, args, order_gen, augment_gen)
         train_one_epoch(step_model, optimizer, batches, len(labels), autocast)

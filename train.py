@@ -15,6 +15,7 @@ Settings are chosen on the validation split; the test set is evaluated once, aft
 epoch, and its numbers are only reported (see data.py for why).
 """
 import argparse
+import functools
 import json
 import math
 import os
@@ -163,6 +164,11 @@ def pick_precision(precision, device):
     return 'bf16' if device.type == 'cpu' and cpu_computes_bf16() else 'fp32'
 
 
+def autocast_for(device, precision):
+    """bf16 autocast when precision is 'bf16', else a context that changes nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+
+
 def git_commit():
     """The commit this code is at, with -dirty if it has uncommitted changes; 'unknown' outside git."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -279,8 +285,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     given = given_flags(parser, argv)
+    out = args.out or default_out(parser, args)
     if args.resume:  # the run's own flags, from its config.json; flags given here must agree
-        out = args.out or default_out(parser, args)
         try:
             with open(os.path.join(out, 'config.json')) as f:
                 saved = json.load(f)['flags']
@@ -294,7 +300,6 @@ def main(argv=None):
                          f'--{clash[0].replace("_", "-")} {given[clash[0]]} differs from its {saved.get(clash[0])}')
         vars(args).update({k: saved[k] for k in training_flags(args) if k in saved})
     check_flags(parser, args)
-    out = args.out or default_out(parser, args)
     device = pick_device(parser, args.device)
     resume_from = prepare_out(parser, args, out)
     try:
@@ -346,9 +351,7 @@ def run(parser, args, out, device, resume_from):
     step_model = torch.compile(model) if args.compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
 
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
-
+    autocast = functools.partial(autocast_for, device, precision)
     order_gen = torch.Generator().manual_seed(args.seed)                   # data order, on the CPU
     augment_gen = torch.Generator(device=device).manual_seed(args.seed + 1)  # augmentation, on the device
     history, start = [], 0
