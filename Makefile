@@ -33,7 +33,7 @@ test: $(VENV)/installed
 
 # Training speed of this project's pipeline against the usual DataLoader one (bench.py).
 bench: $(VENV)/installed
-	$(PY) bench.py
+	$(PY) bench.py --compile
 
 # The report's tables and figures from the runs under $(RUNS), into figures/ (report.py).
 figures: $(VENV)/installed

@@ -1,6 +1,6 @@
 """How fast is a training epoch? This project's pipeline against the plain one, measured.
 
-    python bench.py                 # on CUDA if there is a GPU, else on the CPU (make bench)
+    python bench.py --compile       # on CUDA if there is a GPU, else on the CPU (make bench)
     python bench.py --device cpu --windows 5 --steps 4
 
 Both pipelines train the same ResNet-18 with SGD at batch size 128, with the same augmentation
@@ -12,6 +12,9 @@ p 1.0 as in the report's erasing runs), on synthetic CIFAR-shaped images: no dat
          memory, and the loss and accuracy read once per window.
   plain  what most CIFAR repositories do: torchvision transforms on one PIL image at a time in
          a DataLoader with 2 worker processes, fp32, and .item() after every step.
+
+With --compile, ours is also timed with torch.compile (train.py --compile), and the time its
+first steps spent compiling is set against the time it saves per epoch.
 
 Each pipeline takes some warm-up steps (not timed; cuDNN autotuning, worker start-up), then
 several timed windows of training steps and one timed pass of evaluation. The table gives
@@ -48,15 +51,14 @@ def sync(device):
 
 
 def median_window(step_window, windows, warmup):
-    """Seconds of the median of `windows` calls of step_window(), after `warmup` untimed ones."""
-    for _ in range(warmup):
-        step_window()
+    """Seconds of the median of `windows` calls of step_window(), after `warmup` calls left out of
+    it; and the seconds of the first call, which pays for any compilation and autotuning."""
     times = []
-    for _ in range(windows):
+    for _ in range(warmup + windows):
         t0 = time.perf_counter()
         step_window()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times[warmup:]), times[0]
 
 
 def bench_ours(device, precision, steps, windows, eval_images, compile_model):
@@ -77,9 +79,10 @@ def bench_ours(device, precision, steps, windows, eval_images, compile_model):
         batches = training_batches(images, labels, mean, std, args, order_gen, augment_gen)
         train_one_epoch(step_model, optimizer, batches, len(labels), autocast)
 
-    train_seconds = median_window(window, windows, warmup=2)
-    eval_seconds = median_window(lambda: evaluate(step_model, val_x, val_y, mean, std, autocast), 1, 1)
-    return steps * BATCH / train_seconds, eval_images / eval_seconds
+    train_seconds, first_train = median_window(window, windows, warmup=2)
+    eval_seconds, first_eval = median_window(lambda: evaluate(step_model, val_x, val_y, mean, std, autocast), 1, 1)
+    start_up = first_train - train_seconds + first_eval - eval_seconds  # compilation, on the first calls
+    return steps * BATCH / train_seconds, eval_images / eval_seconds, start_up
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -126,8 +129,8 @@ def bench_plain(device, steps, windows, eval_images):
         for x, y in val_loader:
             (model(x.to(device)).argmax(1) == y.to(device)).sum().item()
 
-    train_seconds = median_window(window, windows, warmup=1)
-    eval_seconds = median_window(evaluate_plain, 1, 1)
+    train_seconds, _ = median_window(window, windows, warmup=1)
+    eval_seconds, _ = median_window(evaluate_plain, 1, 1)
     return steps * BATCH / train_seconds, eval_images / eval_seconds
 
 
@@ -150,19 +153,24 @@ def main():
           f'{eval_images} images evaluated', flush=True)
 
     torch.backends.cudnn.benchmark = True
-    rows = [(f'ours ({precision}, channels-last)', *bench_ours(device, precision, steps, windows, eval_images, False))]
+    rows = [(f'ours ({precision}, channels-last)', *bench_ours(device, precision, steps, windows, eval_images, False)[:2])]
     if args.compile:
-        rows.append((f'ours + torch.compile ({precision})', *bench_ours(device, precision, steps, windows, eval_images, True)))
+        *compiled, compile_seconds = bench_ours(device, precision, steps, windows, eval_images, True)
+        rows.append((f'ours + torch.compile ({precision})', *compiled))
     rows.append(('plain (DataLoader, PIL, fp32)', *bench_plain(device, steps, windows, eval_images)))
 
-    plain_epoch = 40000 / rows[-1][1] + 10000 / rows[-1][2]
+    epoch = {label: 40000 / train_rate + 10000 / eval_rate for label, train_rate, eval_rate in rows}
+    plain_epoch = epoch[rows[-1][0]]
     print('\n| pipeline | train images/s | eval images/s | s per 40k epoch | vs plain | whole study (3,345 epochs) |')
     print('|---|---:|---:|---:|---:|---:|')
     for label, train_rate, eval_rate in rows:
-        epoch = 40000 / train_rate + 10000 / eval_rate
-        print(f'| {label} | {train_rate:,.0f} | {eval_rate:,.0f} | {epoch:.2f} | {plain_epoch / epoch:.1f}x | '
-              f'{STUDY_EPOCHS * epoch / 3600:.1f} h |')
-
+        print(f'| {label} | {train_rate:,.0f} | {eval_rate:,.0f} | {epoch[label]:.2f} | {plain_epoch / epoch[label]:.1f}x | '
+              f'{STUDY_EPOCHS * epoch[label] / 3600:.1f} h |')
+    if args.compile:  # worth it only for runs long enough to win back the compilation
+        saved = epoch[rows[0][0]] - epoch[rows[1][0]]
+        print(f'\ntorch.compile spent {compile_seconds:.0f} s compiling before its first steps; '
+              + (f'it saves {saved:.1f} s per 40k epoch, so it pays for itself after {compile_seconds / saved:.1f} epochs.'
+                 if saved > 0 else 'it saves no time per epoch here.'))
 
 if __name__ == '__main__':
     main()

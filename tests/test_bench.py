@@ -6,9 +6,11 @@ import sys
 from conftest import ROOT
 
 
-def test_bench_prints_a_row_per_pipeline():
+def test_bench_prints_a_row_per_pipeline_and_what_compiling_costs():
     result = subprocess.run([sys.executable, os.path.join(ROOT, 'bench.py'), '--device', 'cpu', '--steps', '1',
-                             '--windows', '1', '--eval-images', '100'], capture_output=True, text=True, timeout=600)
+                             '--windows', '1', '--eval-images', '100', '--compile'],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith('| ours') or line.startswith('| plain')]
-    assert len(rows) == 2 and rows[1].split('|')[5].strip() == '1.0x'
+    rows = [line.split('|') for line in result.stdout.splitlines() if line.startswith(('| ours', '| plain'))]
+    assert [row[1].split()[0] for row in rows] == ['ours', 'ours', 'plain'] and rows[-1][5].strip() == '1.0x'
+    assert 'torch.compile spent' in result.stdout

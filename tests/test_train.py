@@ -102,6 +102,20 @@ def test_killed_and_resumed_run_equals_the_run_never_interrupted(finished_run, c
     assert all(torch.equal(ours[k], reference[k]) for k in reference)
 
 
+def test_compile_learns_what_the_eager_model_learns(cifar_root, tmp_path):
+    """--compile fuses kernels, so its sums round in another order: the same run, to rounding.
+    fp32, so that rounding is ~1e-7 and not bf16's ~1e-3; one batch shape, so it compiles fast.
+    Epoch 2's losses are those of the weights after a step, so they compare the updates too."""
+    args = ['--epochs', '2', '--train-subset', '50', '--eval-subset', '50', '--batch-size', '50', '--lr', '0.05',
+            '--erase-p', '0.5', '--precision', 'fp32', '--device', 'cpu', '--data-dir', cifar_root]
+    eager = train_py(*args, '--out', str(tmp_path / 'eager'))
+    compiled = train_py(*args, '--compile', '--out', str(tmp_path / 'compiled'))
+    assert eager.returncode == 0 and compiled.returncode == 0, compiled.stderr
+    for ours, reference in zip(metrics(tmp_path / 'compiled'), metrics(tmp_path / 'eager'), strict=True):
+        for key in ('train_loss', 'val_loss'):
+            assert ours[key] == pytest.approx(reference[key], rel=1e-4)
+
+
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path):
     out = str(tmp_path / 'interrupted')
     proc = train_py(*FLAGS, '--data-dir', cifar_root, '--out', out, wait=False)
