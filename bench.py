@@ -70,7 +70,7 @@ def bench_ours(device, precision, steps, windows, eval_images, compile_model):
                               erase_scale=ERASE['scale'], erase_ratio=ERASE['ratio'])
     torch.manual_seed(0)
     model = ResNet18().to(device, memory_format=MEMORY_FORMAT)
-    step_model = torch.compile(model) if compile_model else model
+    step_model = torch.compile(model, dynamic=False) if compile_model else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
 

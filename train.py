@@ -76,7 +76,8 @@ def build_parser():
     p.add_argument('--data-dir', default='data', help='folder holding cifar-10-batches-py (default: %(default)s)')
     p.add_argument('--out', default=None, help='folder of this run (default: runs/ and a name made from the flags)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto, cuda when available)')
-    p.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint, with its own flags')
+    p.add_argument('--resume', action='store_true',
+                   help='continue the run in --out from its checkpoint, with its own flags (--compile included)')
     p.add_argument('--force', action='store_true', help='start over in an --out that already holds a run, deleting it')
     return p
 
@@ -299,6 +300,9 @@ def main(argv=None):
             parser.error(f'--resume uses the flags the run in {out} was started with; '
                          f'--{clash[0].replace("_", "-")} {given[clash[0]]} differs from its {saved.get(clash[0])}')
         vars(args).update({k: saved[k] for k in training_flags(args) if k in saved})
+        # So does how it was computed: compiled kernels round differently from eager ones.
+        args.compile |= saved.get('compile', False)
+        args.deterministic |= saved.get('deterministic', False)
     check_flags(parser, args)
     device = pick_device(parser, args.device)
     resume_from = prepare_out(parser, args, out)
@@ -348,7 +352,10 @@ def run(parser, args, out, device, resume_from):
     # updates of a late epoch are not lost to bf16's 8-bit mantissa.
     torch.manual_seed(args.seed)
     model = ResNet18().to(device, memory_format=MEMORY_FORMAT)
-    step_model = torch.compile(model) if args.compile else model
+    # dynamic=False: one compiled graph per batch shape. Otherwise the epoch's smaller last batch
+    # makes it recompile for any shape and use those kernels from then on, and a resumed run,
+    # whose first batches run the first graph again, would round differently from the original.
+    step_model = torch.compile(model, dynamic=False) if args.compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
 
     autocast = functools.partial(autocast_for, device, precision)

@@ -116,6 +116,25 @@ def test_compile_learns_what_the_eager_model_learns(cifar_root, tmp_path):
             assert ours[key] == pytest.approx(reference[key], rel=1e-4)
 
 
+def test_compiled_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_root, tmp_path):
+    """A plain --resume keeps --compile, and each batch shape keeps its own kernels (75 images in
+    batches of 50: a last batch of 25), so the resumed run rounds exactly as the original."""
+    args = ['--epochs', '3', '--train-subset', '75', '--eval-subset', '50', '--batch-size', '50', '--precision', 'fp32',
+            '--compile', '--device', 'cpu', '--data-dir', cifar_root]
+    assert train_py(*args, '--out', str(tmp_path / 'whole')).returncode == 0
+    out = str(tmp_path / 'killed')
+    proc = train_py(*args, '--out', out, wait=False)
+    wait_for_checkpoint(proc, out)
+    proc.kill()
+    proc.wait()
+    assert not os.path.exists(os.path.join(out, 'summary.json'))
+    result = train_py('--resume', '--out', out, '--data-dir', cifar_root)
+    assert result.returncode == 0, result.stderr
+    assert without_seconds(metrics(out)) == without_seconds(metrics(tmp_path / 'whole'))
+    ours, reference = final_weights(out), final_weights(tmp_path / 'whole')
+    assert all(torch.equal(ours[k], reference[k]) for k in reference)
+
+
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path):
     out = str(tmp_path / 'interrupted')
     proc = train_py(*FLAGS, '--data-dir', cifar_root, '--out', out, wait=False)
