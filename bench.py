@@ -172,5 +172,6 @@ def main():
               + (f'it saves {saved:.1f} s per 40k epoch, so it pays for itself after {compile_seconds / saved:.1f} epochs.'
                  if saved > 0 else 'it saves no time per epoch here.'))
 
+
 if __name__ == '__main__':
     main()
