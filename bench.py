@@ -17,7 +17,7 @@ With --compile, ours is also timed with torch.compile (train.py --compile), and 
 first steps spent compiling is set against the time it saves per epoch.
 
 Each pipeline takes some warm-up steps (not timed; cuDNN autotuning, worker start-up), then
-several timed windows of training steps and one timed pass of evaluation. The table gives
+several timed windows of training steps, and as many timed passes of evaluation. The table gives
 the median window. A 40k epoch is 40,000 training images and 10,000 validation images.
 """
 import argparse
@@ -80,7 +80,7 @@ def bench_ours(device, precision, steps, windows, eval_images, compile_model):
         train_one_epoch(step_model, optimizer, batches, len(labels), autocast)
 
     train_seconds, first_train = median_window(window, windows, warmup=2)
-    eval_seconds, first_eval = median_window(lambda: evaluate(step_model, val_x, val_y, mean, std, autocast), 1, 1)
+    eval_seconds, first_eval = median_window(lambda: evaluate(step_model, val_x, val_y, mean, std, autocast), windows, 1)
     start_up = first_train - train_seconds + first_eval - eval_seconds  # compilation, on the first calls
     return steps * BATCH / train_seconds, eval_images / eval_seconds, start_up
 
@@ -130,7 +130,7 @@ def bench_plain(device, steps, windows, eval_images):
             (model(x.to(device)).argmax(1) == y.to(device)).sum().item()
 
     train_seconds, _ = median_window(window, windows, warmup=1)
-    eval_seconds, _ = median_window(evaluate_plain, 1, 1)
+    eval_seconds, _ = median_window(evaluate_plain, windows, 1)
     return steps * BATCH / train_seconds, eval_images / eval_seconds
 
 
