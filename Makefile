@@ -7,7 +7,7 @@
 #   make lr-sweep SEEDS='0 1 2'   every setting once per seed
 #   make study                    all seven experiments, 14 runs
 #   make figures, make tables     the report's figures and tables from the runs, in figures/
-#   make bench                    training speed, ours against the usual DataLoader pipeline
+#   make bench                    training speed, ours (eager and compiled) against the usual DataLoader pipeline
 #
 # A run whose summary.json exists is finished and is not run again; a run with a checkpoint
 # but no summary was interrupted and continues where it stopped (--resume). Every target

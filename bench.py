@@ -45,11 +45,6 @@ def synthetic(n, seed=0):
     return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
-def sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
 def median_window(step_window, windows, warmup):
     """Seconds of the median of `windows` calls of step_window(), after `warmup` calls left out of
     it; and the seconds of the first call, which pays for any compilation and autotuning."""

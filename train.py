@@ -36,8 +36,11 @@ EVAL_BATCH = 256  # no activations kept for backward; larger batches measured sl
 # Channels-last (NHWC) memory: cuDNN's tensor-core convolutions and oneDNN's CPU ones read it
 # directly; measured faster than NCHW on both (README, Speed). It changes no result.
 MEMORY_FORMAT = torch.channels_last
-# Flags that say where and how a run is computed, not what it learns: --resume may change them.
-WHERE_AND_HOW = ('out', 'resume', 'force', 'device', 'data_dir', 'compile', 'deterministic')
+# Flags that say where a run is, not what it learns: --resume may change them.
+WHERE = ('out', 'resume', 'force', 'device', 'data_dir')
+# Flags that say how it is computed: --resume keeps the run's own unless they are given again,
+# since compiled or deterministic kernels round differently from the others.
+HOW = ('compile', 'deterministic')
 
 
 class RunError(Exception):
@@ -115,7 +118,7 @@ def check_flags(parser, args):
 
 def training_flags(args):
     """The flags that define what a run learns: what config.json and the checkpoint must agree on."""
-    return {k: v for k, v in vars(args).items() if k not in WHERE_AND_HOW}
+    return {k: v for k, v in vars(args).items() if k not in WHERE + HOW}
 
 
 def default_out(parser, args):
@@ -300,9 +303,7 @@ def main(argv=None):
             parser.error(f'--resume uses the flags the run in {out} was started with; '
                          f'--{clash[0].replace("_", "-")} {given[clash[0]]} differs from its {saved.get(clash[0])}')
         vars(args).update({k: saved[k] for k in training_flags(args) if k in saved})
-        # So does how it was computed: compiled kernels round differently from eager ones.
-        args.compile |= saved.get('compile', False)
-        args.deterministic |= saved.get('deterministic', False)
+        vars(args).update({k: saved[k] for k in HOW if k in saved and k not in given})
     check_flags(parser, args)
     device = pick_device(parser, args.device)
     resume_from = prepare_out(parser, args, out)
