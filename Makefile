@@ -1,11 +1,12 @@
 # The report's study, one target per experiment (settings as in REPORT.md, "The experiments").
 #
-#   make test                     the tests (CPU, a few minutes)
+#   make test                     the tests; on a GPU machine the CUDA ones too (skipped, with the reason, elsewhere)
 #   make lr-sweep                 runs/lr-sweep/lr0.1/seed0/, lr0.01/seed0/, lr0.001/seed0/
 #   make -j3 lr-sweep             the same, three runs at once
 #   make lr-sweep ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in a minute
 #   make lr-sweep SEEDS='0 1 2'   every setting once per seed
 #   make study                    all seven experiments, 14 runs
+#   make -j4 study GPUS='0 1 2 3' the same on four GPUs, each run pinned to one, round robin
 #   make figures, make tables     the report's figures and tables from the runs, in figures/
 #   make bench                    training speed, ours (eager and compiled) against the usual DataLoader pipeline
 #
@@ -19,6 +20,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 SEEDS ?= 0
 RUNS ?= runs
+GPUS ?=
 
 EXPERIMENTS := lr-sweep schedule wd erase erase-p erase-scale erase-ratio
 .PHONY: test bench figures tables study $(EXPERIMENTS)
@@ -29,7 +31,7 @@ $(VENV)/installed: requirements.txt
 	touch $@
 
 test: $(VENV)/installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs tests
 
 # Training speed of this project's pipeline against the usual DataLoader one (bench.py).
 bench: $(VENV)/installed
@@ -41,32 +43,39 @@ figures: $(VENV)/installed
 tables: $(VENV)/installed
 	$(PY) report.py --tables --runs $(RUNS)
 
+# GPUS='0 1 2 3': each run is pinned to one GPU (CUDA_VISIBLE_DEVICES), the next in this list for
+# each run in the order the study lists them, round robin. Use as many jobs as GPUs: make -j4.
+gpu_turn := $(GPUS)
+# $(pin): the next run's CUDA_VISIBLE_DEVICES=N, and the list turned by one (nothing without GPUS).
+pin = $(if $(gpu_turn),CUDA_VISIBLE_DEVICES=$(firstword $(gpu_turn))$(eval gpu_turn := $(wordlist 2,$(words $(gpu_turn)),$(gpu_turn)) $(firstword $(gpu_turn))))
+
 # $(call experiment,NAME,SETTING,FLAGS): the target NAME gains the runs of one setting, one per
 # seed, each in $(RUNS)/NAME/SETTING/seedN/. ARGS come last, so they override FLAGS.
-define experiment
-$(1): $(foreach seed,$(SEEDS),$(RUNS)/$(1)/$(2)/seed$(seed)/summary.json)
-$(RUNS)/$(1)/$(2)/seed%/summary.json: | $(VENV)/installed
-	$(PY) train.py $(3) --seed $$* --out $$(@D) $$(ARGS) $$(if $$(wildcard $$(@D)/checkpoint.pt),--resume)
+experiment = $(foreach seed,$(SEEDS),$(eval $(call run,$(1),$(2),$(3),$(seed),$(pin))))
+define run
+$(1): $(RUNS)/$(1)/$(2)/seed$(4)/summary.json
+$(RUNS)/$(1)/$(2)/seed$(4)/summary.json: | $(VENV)/installed
+	$(5) $(PY) train.py $(3) --seed $(4) --out $$(@D) $$(ARGS) $$(if $$(wildcard $$(@D)/checkpoint.pt),--resume)
 endef
 
 # 1. Learning rate: 15 epochs, constant rate, no weight decay.
-$(eval $(call experiment,lr-sweep,lr0.1,--epochs 15 --lr 0.1))
-$(eval $(call experiment,lr-sweep,lr0.01,--epochs 15 --lr 0.01))
-$(eval $(call experiment,lr-sweep,lr0.001,--epochs 15 --lr 0.001))
+$(call experiment,lr-sweep,lr0.1,--epochs 15 --lr 0.1)
+$(call experiment,lr-sweep,lr0.01,--epochs 15 --lr 0.01)
+$(call experiment,lr-sweep,lr0.001,--epochs 15 --lr 0.001)
 # 2. Schedule: the best rate, 300 epochs, constant against cosine annealing.
-$(eval $(call experiment,schedule,constant,--epochs 300 --lr 0.01))
-$(eval $(call experiment,schedule,cosine,--epochs 300 --lr 0.01 --cosine))
+$(call experiment,schedule,constant,--epochs 300 --lr 0.01)
+$(call experiment,schedule,cosine,--epochs 300 --lr 0.01 --cosine)
 # 3. Weight decay, with cosine annealing.
-$(eval $(call experiment,wd,wd5e-4,--epochs 300 --lr 0.01 --cosine --wd 5e-4))
-$(eval $(call experiment,wd,wd1e-2,--epochs 300 --lr 0.01 --cosine --wd 1e-2))
+$(call experiment,wd,wd5e-4,--epochs 300 --lr 0.01 --cosine --wd 5e-4)
+$(call experiment,wd,wd1e-2,--epochs 300 --lr 0.01 --cosine --wd 1e-2)
 # 4-7. Random erasing on top of the report's chosen setting, one knob at a time.
 BEST := --epochs 300 --lr 0.01 --cosine --wd 5e-4
-$(eval $(call experiment,erase,p1.0,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.3 3.3))
-$(eval $(call experiment,erase-p,p0.8,$(BEST) --erase-p 0.8 --erase-scale 0.02 0.33 --erase-ratio 0.3 3.3))
-$(eval $(call experiment,erase-p,p0.5,$(BEST) --erase-p 0.5 --erase-scale 0.02 0.33 --erase-ratio 0.3 3.3))
-$(eval $(call experiment,erase-scale,scale0.17-0.5,$(BEST) --erase-p 1.0 --erase-scale 0.17 0.5 --erase-ratio 0.3 3.3))
-$(eval $(call experiment,erase-scale,scale0.33-0.67,$(BEST) --erase-p 1.0 --erase-scale 0.33 0.67 --erase-ratio 0.3 3.3))
-$(eval $(call experiment,erase-ratio,ratio0.9-1.1,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.9 1.1))
-$(eval $(call experiment,erase-ratio,ratio0.2-5.0,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.2 5.0))
+$(call experiment,erase,p1.0,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.3 3.3)
+$(call experiment,erase-p,p0.8,$(BEST) --erase-p 0.8 --erase-scale 0.02 0.33 --erase-ratio 0.3 3.3)
+$(call experiment,erase-p,p0.5,$(BEST) --erase-p 0.5 --erase-scale 0.02 0.33 --erase-ratio 0.3 3.3)
+$(call experiment,erase-scale,scale0.17-0.5,$(BEST) --erase-p 1.0 --erase-scale 0.17 0.5 --erase-ratio 0.3 3.3)
+$(call experiment,erase-scale,scale0.33-0.67,$(BEST) --erase-p 1.0 --erase-scale 0.33 0.67 --erase-ratio 0.3 3.3)
+$(call experiment,erase-ratio,ratio0.9-1.1,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.9 1.1)
+$(call experiment,erase-ratio,ratio0.2-5.0,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.2 5.0)
 
 study: $(EXPERIMENTS)

@@ -8,8 +8,8 @@ distributions (random crop from the image padded by 4, horizontal flip, random e
 p 1.0 as in the report's erasing runs), on synthetic CIFAR-shaped images: no data set needed.
 
   ours   train.py's own code: the images resident on the device, crop, flip and erasing on
-         whole batches there, bf16 autocast where --precision auto picks it, channels-last
-         memory, and the loss and accuracy read once per window.
+         whole batches there, the precision --precision auto picks (bf16 or fp16 autocast, or
+         fp32), channels-last memory, fused SGD, and the loss and accuracy read once per window.
   plain  what most CIFAR repositories do: torchvision transforms on one PIL image at a time in
          a DataLoader with 2 worker processes, fp32, and .item() after every step.
 
@@ -25,14 +25,14 @@ import functools
 import statistics
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 
 from model import ResNet18
-from train import MEMORY_FORMAT, autocast_for, evaluate, pick_precision, train_one_epoch, training_batches
+from train import (PRECISIONS, autocast_for, build, describe_device, evaluate, pick_device, pick_precision,
+                   train_one_epoch, training_batches)
 
 BATCH = 128
 STUDY_EPOCHS = 3 * 15 + 11 * 300  # the lr sweep's 3 runs of 15 epochs, and 11 runs of 300
@@ -61,18 +61,16 @@ def bench_ours(device, precision, steps, windows, eval_images, compile_model):
     images, labels = (t.to(device) for t in synthetic(steps * BATCH))
     val_x, val_y = (t.to(device) for t in synthetic(eval_images, seed=1))
     mean, std = torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
-    args = argparse.Namespace(batch_size=BATCH, no_crop_flip=False, erase_p=ERASE['p'],
-                              erase_scale=ERASE['scale'], erase_ratio=ERASE['ratio'])
-    torch.manual_seed(0)
-    model = ResNet18().to(device, memory_format=MEMORY_FORMAT)
-    step_model = torch.compile(model, dynamic=False) if compile_model else model
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    args = argparse.Namespace(batch_size=BATCH, no_crop_flip=False, erase_p=ERASE['p'], erase_scale=ERASE['scale'],
+                              erase_ratio=ERASE['ratio'], seed=0, compile=compile_model, lr=0.01, momentum=0.9,
+                              wd=5e-4, precision=precision)
+    model, step_model, optimizer, scaler = build(args, device)  # train.py's own: fused SGD, fp16's scaler
     order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
 
     autocast = functools.partial(autocast_for, device, precision)
     def window():  # train_one_epoch reads its sums with .item() at the end: the GPU has finished
         batches = training_batches(images, labels, mean, std, args, order_gen, augment_gen)
-        train_one_epoch(step_model, optimizer, batches, len(labels), autocast)
+        train_one_epoch(step_model, optimizer, scaler, batches, len(labels), autocast)
 
     train_seconds, first_train = median_window(window, windows, warmup=2)
     eval_seconds, first_eval = median_window(lambda: evaluate(step_model, val_x, val_y, mean, std, autocast), windows, 1)
@@ -131,19 +129,22 @@ def bench_plain(device, steps, windows, eval_images):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--device', default='auto', help='auto, cpu or cuda (default: %(default)s)')
-    parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto', help='of ours (default: %(default)s)')
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: %(default)s)')
+    parser.add_argument('--precision', choices=PRECISIONS, default='auto',
+                        help='of ours, chosen as train.py chooses it (default: %(default)s)')
     parser.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 4 on CPU)')
     parser.add_argument('--windows', type=int, default=None, help='timed windows (default: 5 on CUDA, 5 on CPU)')
     parser.add_argument('--eval-images', type=int, default=None, help='images evaluated (default: 10000 on CUDA, 1000 on CPU)')
     parser.add_argument('--compile', action='store_true', help='also time ours with torch.compile')
     args = parser.parse_args()
-    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+    device = pick_device(parser, args.device)
     cuda = device.type == 'cuda'
     steps, windows = args.steps or (50 if cuda else 4), args.windows or 5
     eval_images = args.eval_images or (10000 if cuda else 1000)
-    precision = pick_precision(args.precision, device)
-    name = torch.cuda.get_device_name(device) if cuda else f'CPU, {torch.get_num_threads()} threads'
+    precision = pick_precision(parser, args.precision, device)
+    hardware = describe_device(device)
+    name = (f'{hardware["device_name"]} (compute capability {hardware["compute_capability"]})' if cuda
+            else f'CPU, {torch.get_num_threads()} threads')
     print(f'{name}; torch {torch.__version__}; batch {BATCH}; {steps} steps x {windows} windows; '
           f'{eval_images} images evaluated', flush=True)
 

@@ -6,11 +6,20 @@ import sys
 
 import pytest
 import torch
+from torch import nn
+import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason='no CUDA GPU here: `make test` on a GPU machine runs the CUDA path')
+DEVICES = ['cpu', pytest.param('cuda', marks=CUDA)]  # the devices a test about a device runs on
+
 PER_CLASS = 5  # images of each class in each of the six batch files: 250 training, 50 test images
+# A colour per class (0-127 in each channel), added to noise: a network can learn the classes.
+PALETTE = torch.tensor([[0, 0, 0], [127, 0, 0], [0, 127, 0], [0, 0, 127], [127, 127, 0], [127, 0, 127],
+                        [0, 127, 127], [127, 127, 127], [64, 0, 127], [127, 64, 0]], dtype=torch.uint8)
 
 
 def write_batch(path, images, labels, str_keys=False):
@@ -23,16 +32,18 @@ def write_batch(path, images, labels, str_keys=False):
         pickle.dump(batch, f, protocol=2)
 
 
-def make_cifar(root, str_keys=False, seed=0):
-    """root/cifar-10-batches-py/ with five training batches and a test batch of random images.
-    Returns the images and labels written: train_x, train_y, test_x, test_y."""
+def make_cifar(root, str_keys=False, seed=0, tint=True):
+    """root/cifar-10-batches-py/ with five training batches and a test batch of random images, each
+    tinted with its class's colour unless not `tint`. Returns what was written: train_x, train_y,
+    test_x, test_y."""
     g = torch.Generator().manual_seed(seed)
     folder = os.path.join(root, 'cifar-10-batches-py')
     os.makedirs(folder, exist_ok=True)
     written = []
     for name in ['data_batch_1', 'data_batch_2', 'data_batch_3', 'data_batch_4', 'data_batch_5', 'test_batch']:
         labels = torch.arange(10).repeat(PER_CLASS)[torch.randperm(10 * PER_CLASS, generator=g)]
-        images = torch.randint(0, 256, (len(labels), 3, 32, 32), dtype=torch.uint8, generator=g)
+        noise = torch.randint(0, 128, (len(labels), 3, 32, 32), dtype=torch.uint8, generator=g)
+        images = noise + PALETTE[labels][:, :, None, None] * tint  # learnable: each class has its own tint
         write_batch(os.path.join(folder, name), images, labels, str_keys)
         written.append((images, labels))
     train = written[:5]
@@ -45,3 +56,18 @@ def cifar_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('cifar'))
     make_cifar(root)
     return root
+
+
+class TinyNet(nn.Module):
+    """A stand-in for ResNet-18 where it is too slow: on this CPU, fp16 convolutions are emulated
+    and one ResNet-18 step takes minutes. The same kinds of layer: conv, BatchNorm, ReLU, global
+    average pool, linear. It learns the tinted fake data set in a few epochs."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))

@@ -1,5 +1,6 @@
 """augment.py promises torchvision's random erasing, draw for draw for one image and in
-distribution for whole batches, and torchvision's crop, flip and erase on whole batches."""
+distribution for whole batches, and torchvision's crop, flip and erase on whole batches, on the
+CPU and on a CUDA GPU (training draws and applies them on the device the images are on)."""
 import warnings
 
 import pytest
@@ -8,6 +9,7 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 
 from augment import RandomErasing, crop_flip, erase, sample_boxes, sample_crops
+from conftest import DEVICES
 
 SETTINGS = [  # the report's settings, a per-channel value, and ones where no rectangle ever fits
     dict(p=0.5), dict(p=1.0), dict(p=0.8), dict(p=1.0, scale=(0.17, 0.5)), dict(p=1.0, scale=(0.33, 0.67)),
@@ -67,12 +69,13 @@ def test_a_value_with_the_wrong_number_of_channels_is_refused():
         RandomErasing(p=1.0, value=(1.0, 2.0))(torch.randn(3, 8, 8))
 
 
-def test_batch_erase_equals_torchvision_erase_for_each_image():
-    g = torch.Generator().manual_seed(0)
+@pytest.mark.parametrize('device', DEVICES)
+def test_batch_erase_equals_torchvision_erase_for_each_image(device):
+    g = torch.Generator(device=device).manual_seed(0)
     images = torch.randn(64, 3, 32, 32)
-    i, j, h, w = sample_boxes(64, 32, 32, 0.8, (0.02, 0.33), (0.3, 3.3), g)
+    i, j, h, w = (t.cpu() for t in sample_boxes(64, 32, 32, 0.8, (0.02, 0.33), (0.3, 3.3), g))
     for value in (0.0, (0.5, -1.0, 2.0)):
-        out = erase(images, i, j, h, w, value)
+        out = erase(images.to(device), i.to(device), j.to(device), h.to(device), w.to(device), value).cpu()
         for k in range(64):
             v = torch.tensor(value, dtype=torch.float32).reshape(-1, 1, 1)
             expected = TF.erase(images[k], int(i[k]), int(j[k]), int(h[k]), int(w[k]), v)
@@ -100,11 +103,12 @@ def total_variation(a, b):
     return 0.5 * (pa - pb).abs().sum().item()
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('p, scale, ratio', [(0.5, (0.02, 0.33), (0.3, 3.3)), (1.0, (0.33, 0.67), (0.3, 3.3)),
                                              (0.8, (0.02, 0.33), (0.2, 5.0)), (1.0, (0.5, 0.9), (0.9, 1.1))])
-def test_batch_boxes_follow_torchvisions_distribution(p, scale, ratio):
+def test_batch_boxes_follow_torchvisions_distribution(p, scale, ratio, device):
     n = 20000
-    ours = torch.stack(sample_boxes(n, 32, 32, p, scale, ratio, torch.Generator().manual_seed(1)))
+    ours = torch.stack(sample_boxes(n, 32, 32, p, scale, ratio, torch.Generator(device=device).manual_seed(1))).cpu()
     theirs = torchvision_draws(n, p, scale, ratio)
     erased_ours, erased_theirs = ours[2] > 0, theirs[2] > 0
     assert erased_ours.float().mean().item() == pytest.approx(erased_theirs.float().mean().item(), abs=0.015)
@@ -118,19 +122,22 @@ def test_batch_boxes_follow_torchvisions_distribution(p, scale, ratio):
     assert total_variation(ours[2][erased_ours], other[2][other[2] > 0]) > 0.1
 
 
-def test_crop_flip_equals_torchvision_pad_crop_and_flip():
-    g = torch.Generator().manual_seed(0)
+@pytest.mark.parametrize('device', DEVICES)
+def test_crop_flip_equals_torchvision_pad_crop_and_flip(device):
+    g = torch.Generator(device=device).manual_seed(0)
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     top, left, flip = sample_crops(64, 4, g)
-    out = crop_flip(images, top, left, flip)
+    out = crop_flip(images.to(device), top, left, flip).cpu()
+    top, left, flip = top.cpu(), left.cpu(), flip.cpu()
     for k in range(64):
         expected = TF.crop(TF.pad(images[k], 4), int(top[k]), int(left[k]), 32, 32)  # pads with zeros
         assert torch.equal(out[k], TF.hflip(expected) if flip[k] else expected)
     assert flip.any() and not flip.all()
 
 
-def test_crop_offsets_and_flips_are_uniform():
-    top, left, flip = sample_crops(90000, 4, torch.Generator().manual_seed(0))
+@pytest.mark.parametrize('device', DEVICES)
+def test_crop_offsets_and_flips_are_uniform(device):
+    top, left, flip = (t.cpu() for t in sample_crops(90000, 4, torch.Generator(device=device).manual_seed(0)))
     for offsets in (top, left):  # 9 offsets, 0..8, as RandomCrop(32, padding=4) draws them
         torch.testing.assert_close(torch.bincount(offsets, minlength=9) / 90000, torch.full((9,), 1 / 9), atol=0.005, rtol=0)
     assert flip.float().mean().item() == pytest.approx(0.5, abs=0.005)

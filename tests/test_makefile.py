@@ -1,10 +1,9 @@
 """The Makefile promises one target per experiment whose runs have exactly the report's settings."""
 import json
 import os
+import re
 import shlex
 import subprocess
-
-import pytest
 
 import train
 from conftest import ROOT
@@ -12,14 +11,18 @@ from conftest import ROOT
 EXPERIMENTS = ['lr-sweep', 'schedule', 'wd', 'erase', 'erase-p', 'erase-scale', 'erase-ratio']
 
 
+def planned_commands(*make_args):
+    """Every train.py command `make -n` would run, in the order it would run them."""
+    shown = subprocess.run(['make', '-n', '-C', ROOT, *make_args], capture_output=True, text=True, check=True).stdout
+    return [line for line in shown.splitlines() if 'train.py' in line]
+
+
 def planned_runs(*make_args):
     """{out folder: parsed flags} of every train.py command `make -n` would run."""
-    shown = subprocess.run(['make', '-n', '-C', ROOT, *make_args], capture_output=True, text=True, check=True).stdout
     runs = {}
-    for line in shown.splitlines():
-        if 'train.py' in line:
-            args = train.build_parser().parse_args(shlex.split(line.split('train.py', 1)[1]))
-            runs[args.out] = args
+    for line in planned_commands(*make_args):
+        args = train.build_parser().parse_args(shlex.split(line.split('train.py', 1)[1]))
+        runs[args.out] = args
     return runs
 
 
@@ -63,3 +66,19 @@ def test_finished_runs_are_skipped_and_interrupted_ones_resumed(tmp_path):
     runs = planned_runs('lr-sweep', f'RUNS={tmp_path}')
     assert set(runs) == {str(interrupted), f'{tmp_path}/lr-sweep/lr0.001/seed0'}
     assert runs[str(interrupted)].resume and not runs[f'{tmp_path}/lr-sweep/lr0.001/seed0'].resume
+
+
+def test_gpus_pin_each_run_to_one_gpu_in_turn(tmp_path):
+    """make -j2 study GPUS='0 1': each command starts with the one GPU it may see, round robin over
+    the study's runs in order, seeds included."""
+    for gpus, seeds in (('0 1', '0'), ('0 1 2', '0 1')):
+        commands = planned_commands('study', f'RUNS={tmp_path}', f'GPUS={gpus}', f'SEEDS={seeds}')
+        pins = [re.findall(r'CUDA_VISIBLE_DEVICES=(\S*)', line) for line in commands]
+        assert len(commands) == 14 * len(seeds.split()) and all(len(pin) == 1 for pin in pins)
+        assert all(line.startswith('CUDA_VISIBLE_DEVICES=') for line in commands)  # the environment of train.py
+        gpu_list = gpus.split()
+        assert [pin[0] for pin in pins] == [gpu_list[k % len(gpu_list)] for k in range(len(commands))]
+
+
+def test_without_gpus_no_run_is_pinned(tmp_path):
+    assert not any('CUDA_VISIBLE_DEVICES' in line for line in planned_commands('study', f'RUNS={tmp_path}'))

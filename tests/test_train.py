@@ -1,26 +1,44 @@
-"""train.py promises: a run writes every file it names; the same flags give the same run; a run
-killed and resumed is the run never interrupted; bad input is one line and changes nothing."""
+"""train.py promises: a run learns and writes every file it names; the same flags give the same
+run; a run killed and resumed is the run never interrupted, in every precision; bad input is one
+line and changes nothing. The promises about a device hold on the CPU and, where there is one,
+on a CUDA GPU."""
+import argparse
+import functools
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import torch
 
 import data
 import train
-from conftest import ROOT, make_cifar
+from conftest import CUDA, DEVICES, ROOT, TinyNet, make_cifar
 from schedule import cosine_lr
 
-FLAGS = ['--epochs', '3', '--cosine', '--lr', '0.05', '--wd', '5e-4', '--erase-p', '0.5', '--device', 'cpu']
+# 100 of the fake data set's 200 training images, in batches of 40, 40 and a smaller last one of 20.
+FLAGS = ['--epochs', '3', '--cosine', '--lr', '0.02', '--wd', '5e-4', '--erase-p', '0.5', '--train-subset', '100',
+         '--batch-size', '40']
+QUICK = ['--epochs', '1', '--train-subset', '20', '--eval-subset', '10', '--device', 'cpu']  # seconds: for runs only needed on disk
 METRIC_KEYS = {'epoch', 'lr', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 'seconds'}
+# train.main with TinyNet in place of ResNet-18, in a process of its own: for fp16 on the CPU.
+WITH_TINY_NET = ('import sys; sys.path[:0] = [{!r}, {!r}]; import train; from conftest import TinyNet; '
+                 'train.ResNet18 = TinyNet; train.main(sys.argv[1:])').format(ROOT, os.path.join(ROOT, 'tests'))
 
 
-def train_py(*args, wait=True):
-    cmd = [sys.executable, os.path.join(ROOT, 'train.py'), *args]
+def on(device):
+    """The flags of a run on `device`. On CUDA with --deterministic: otherwise cuDNN may pick
+    convolution algorithms that sum in another order from one run to the next."""
+    return ['--device', device] + (['--deterministic'] if device == 'cuda' else [])
+
+
+def train_py(*args, wait=True, tiny=False):
+    cmd = [sys.executable, *(['-c', WITH_TINY_NET] if tiny else [os.path.join(ROOT, 'train.py')]), *args]
     if not wait:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -36,7 +54,7 @@ def without_seconds(rows):
 
 
 def final_weights(out):
-    return torch.load(os.path.join(out, 'checkpoint.pt'), weights_only=True)['model']
+    return torch.load(os.path.join(out, 'checkpoint.pt'), weights_only=True, map_location='cpu')['model']
 
 
 def snapshot(folder):
@@ -45,39 +63,84 @@ def snapshot(folder):
 
 
 @pytest.fixture(scope='module')
-def finished_run(cifar_root, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp('runs') / 'ref')
-    result = train_py(*FLAGS, '--data-dir', cifar_root, '--out', out)
-    assert result.returncode == 0, result.stderr
-    return out
+def reference_run(cifar_root, tmp_path_factory):
+    """reference_run(device): the folder of a finished run of FLAGS on that device, made once."""
+    made = {}
+
+    def on_device(device):
+        if device not in made:
+            out = str(tmp_path_factory.mktemp('runs') / f'ref-{device}')
+            result = train_py(*FLAGS, *on(device), '--data-dir', cifar_root, '--out', out)
+            assert result.returncode == 0, result.stderr
+            made[device] = out
+        return made[device]
+    return on_device
 
 
-def test_a_run_writes_every_file_with_every_key(finished_run, cifar_root):
-    config = json.load(open(os.path.join(finished_run, 'config.json')))
-    assert {'flags', 'torch', 'device', 'git_commit', 'precision_used'} <= set(config)
-    assert config['flags']['lr'] == 0.05 and config['flags']['erase_p'] == 0.5 and config['torch'] == torch.__version__
-    assert config['sizes'] == {'train': 200, 'val': 50, 'test': 50}  # a fifth of each class held out
-    rows = metrics(finished_run)
+@pytest.fixture
+def finished_run(reference_run):
+    return reference_run('cpu')
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_a_run_learns(reference_run, device):
+    """The fake data set's classes are tinted: the network must learn them, on every device."""
+    rows = metrics(reference_run(device))
+    assert rows[-1]['train_loss'] < rows[0]['train_loss'] / 2 and rows[-1]['train_acc'] > 0.5
+    assert rows[-1]['val_loss'] < rows[0]['val_loss']
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_a_run_writes_every_file_with_every_key(reference_run, cifar_root, device):
+    run = reference_run(device)
+    config = json.load(open(os.path.join(run, 'config.json')))
+    assert {'flags', 'torch', 'device', 'device_name', 'compute_capability', 'git_commit'} <= set(config)
+    assert config['flags']['lr'] == 0.02 and config['flags']['erase_p'] == 0.5 and config['torch'] == torch.__version__
+    assert config['flags']['precision'] == train.pick_precision(None, 'auto', torch.device(device))  # auto, as picked
+    if device == 'cuda':
+        assert config['compute_capability'] == '{}.{}'.format(*torch.cuda.get_device_capability())
+        assert config['device_name'] == torch.cuda.get_device_name()
+    assert config['sizes'] == {'train': 100, 'val': 50, 'test': 50}  # a fifth of each class held out
+    rows = metrics(run)
     assert [row['epoch'] for row in rows] == [1, 2, 3] and all(set(row) == METRIC_KEYS for row in rows)
-    assert [row['lr'] for row in rows] == [cosine_lr(e, 3, 0.05) for e in range(3)]
+    assert [row['lr'] for row in rows] == [cosine_lr(e, 3, 0.02) for e in range(3)]
     assert all(0 <= row[k] <= 1 for row in rows for k in ('train_acc', 'val_acc'))
-    summary = json.load(open(os.path.join(finished_run, 'summary.json')))
+    summary = json.load(open(os.path.join(run, 'summary.json')))
     assert {k: summary[k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')} == \
         {k: rows[-1][k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')}
     assert 0 <= summary['test_acc'] <= 1 and summary['test_loss'] > 0
-    assert final_weights(finished_run).keys() == train.ResNet18().state_dict().keys()
+    assert final_weights(run).keys() == train.ResNet18().state_dict().keys()
 
 
-def test_the_same_flags_give_the_same_run(finished_run, cifar_root, tmp_path):
-    result = train_py(*FLAGS, '--data-dir', cifar_root, '--out', str(tmp_path / 'again'))
+def test_predictions_are_of_the_split_s_images_and_give_the_run_s_accuracies(finished_run, cifar_root):
+    """predictions.pt: every validation and test image by its index in CIFAR-10, its true class and
+    the class predicted after the last epoch; their accuracies are the ones the run reported."""
+    saved = torch.load(os.path.join(finished_run, 'predictions.pt'), weights_only=True)
+    train_x, train_y, _, test_y = data.load_cifar10(cifar_root, download=False)
+    _, val_idx = data.split_for(train_y, seed=0)
+    assert torch.equal(saved['val']['index'], val_idx) and torch.equal(saved['test']['index'], torch.arange(len(test_y)))
+    assert torch.equal(saved['val']['label'].long(), train_y[val_idx]) and torch.equal(saved['test']['label'].long(), test_y)
+    assert saved['val']['pred'].dtype == torch.int8 and saved['val']['index'].dtype == torch.int64
+    summary = json.load(open(os.path.join(finished_run, 'summary.json')))
+    for split in ('val', 'test'):
+        right = (saved[split]['pred'] == saved[split]['label']).sum().item()
+        assert right / len(saved[split]['label']) == summary[f'{split}_acc']
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_the_same_flags_give_the_same_run(reference_run, cifar_root, tmp_path, device):
+    result = train_py(*FLAGS, *on(device), '--data-dir', cifar_root, '--out', str(tmp_path / 'again'))
     assert result.returncode == 0, result.stderr
-    assert without_seconds(metrics(tmp_path / 'again')) == without_seconds(metrics(finished_run))
+    assert without_seconds(metrics(tmp_path / 'again')) == without_seconds(metrics(reference_run(device)))
 
 
 def test_another_seed_gives_another_run(finished_run, cifar_root, tmp_path):
-    result = train_py(*FLAGS, '--seed', '1', '--data-dir', cifar_root, '--out', str(tmp_path / 'seed1'))
+    """Its first epoch already differs: another split, other initial weights, another order."""
+    result = train_py(*FLAGS, '--epochs', '1', '--seed', '1', '--device', 'cpu', '--data-dir', cifar_root,
+                      '--out', str(tmp_path / 'seed1'))
     assert result.returncode == 0, result.stderr
-    assert without_seconds(metrics(tmp_path / 'seed1')) != without_seconds(metrics(finished_run))
+    first = without_seconds(metrics(finished_run))[0] | {'lr': None}
+    assert without_seconds(metrics(tmp_path / 'seed1'))[0] | {'lr': None} != first
 
 
 def wait_for_checkpoint(proc, out):
@@ -88,26 +151,54 @@ def wait_for_checkpoint(proc, out):
         time.sleep(0.02)
 
 
-def test_killed_and_resumed_run_equals_the_run_never_interrupted(finished_run, cifar_root, tmp_path):
-    out = str(tmp_path / 'killed')
-    proc = train_py(*FLAGS, '--data-dir', cifar_root, '--out', out, wait=False)
+def kill_and_resume(args, out, cifar_root, tiny=False):
+    """Start a run, SIGKILL it during its second epoch (no chance to clean up), resume it with a
+    plain --resume (its flags from config.json), and let it finish."""
+    proc = train_py(*args, '--out', out, wait=False, tiny=tiny)
     wait_for_checkpoint(proc, out)
-    proc.kill()  # SIGKILL: no chance to clean up
+    proc.kill()
     proc.wait()
     assert not os.path.exists(os.path.join(out, 'summary.json'))
-    result = train_py('--resume', '--out', out, '--data-dir', cifar_root)  # flags from config.json
+    result = train_py('--resume', '--out', out, '--data-dir', cifar_root, tiny=tiny)
     assert result.returncode == 0, result.stderr
-    assert without_seconds(metrics(out)) == without_seconds(metrics(finished_run))
-    ours, reference = final_weights(out), final_weights(finished_run)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_killed_and_resumed_run_equals_the_run_never_interrupted(reference_run, cifar_root, tmp_path, device):
+    out = str(tmp_path / 'killed')
+    kill_and_resume([*FLAGS, *on(device), '--data-dir', cifar_root], out, cifar_root)
+    assert without_seconds(metrics(out)) == without_seconds(metrics(reference_run(device)))
+    ours, reference = final_weights(out), final_weights(reference_run(device))
     assert all(torch.equal(ours[k], reference[k]) for k in reference)
+    saved = [torch.load(os.path.join(run, 'predictions.pt'), weights_only=True) for run in (out, reference_run(device))]
+    assert all(torch.equal(saved[0][s]['pred'], saved[1][s]['pred']) for s in ('val', 'test'))
 
 
-def test_compile_learns_what_the_eager_model_learns(cifar_root, tmp_path):
+def test_fp16_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_root, tmp_path):
+    """fp16 with its GradScaler, on the CPU with the small network. The scaler's state is part of
+    the run: its step counter since the last overflow decides when the scale next grows, and a
+    resume that forgot it would count from zero again."""
+    args = ['--epochs', '3', '--lr', '0.05', '--batch-size', '25', '--precision', 'fp16', '--device', 'cpu',
+            '--data-dir', cifar_root]
+    whole = str(tmp_path / 'whole')
+    assert train_py(*args, '--out', whole, tiny=True).returncode == 0
+    out = str(tmp_path / 'killed')
+    kill_and_resume(args, out, cifar_root, tiny=True)
+    assert without_seconds(metrics(out)) == without_seconds(metrics(whole))
+    ours, reference = (torch.load(os.path.join(run, 'checkpoint.pt'), weights_only=True) for run in (out, whole))
+    assert all(torch.equal(ours['model'][k], reference['model'][k]) for k in reference['model'])
+    assert ours['scaler'] == reference['scaler'] and reference['scaler']['_growth_tracker'] == 3 * 200 // 25
+
+
+def test_compile_learns_what_the_eager_model_learns(tmp_path):
     """--compile fuses kernels, so its sums round in another order: the same run, to rounding.
     fp32, so that rounding is ~1e-7 and not bf16's ~1e-3; one batch shape, so it compiles fast.
-    Epoch 2's losses are those of the weights after a step, so they compare the updates too."""
+    Epoch 2's losses are those of the weights after a step, so they compare the updates too.
+    Untinted images: on the tinted ones the first step falls so steeply (loss 2.4 to 1.8) that it
+    magnifies the rounding 100 times, and the comparison would say less."""
+    make_cifar(str(tmp_path), tint=False)
     args = ['--epochs', '2', '--train-subset', '50', '--eval-subset', '50', '--batch-size', '50', '--lr', '0.05',
-            '--erase-p', '0.5', '--precision', 'fp32', '--device', 'cpu', '--data-dir', cifar_root]
+            '--erase-p', '0.5', '--precision', 'fp32', '--device', 'cpu', '--data-dir', str(tmp_path)]
     eager = train_py(*args, '--out', str(tmp_path / 'eager'))
     compiled = train_py(*args, '--compile', '--out', str(tmp_path / 'compiled'))
     assert eager.returncode == 0 and compiled.returncode == 0, compiled.stderr
@@ -123,13 +214,7 @@ def test_compiled_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_
             '--compile', '--device', 'cpu', '--data-dir', cifar_root]
     assert train_py(*args, '--out', str(tmp_path / 'whole')).returncode == 0
     out = str(tmp_path / 'killed')
-    proc = train_py(*args, '--out', out, wait=False)
-    wait_for_checkpoint(proc, out)
-    proc.kill()
-    proc.wait()
-    assert not os.path.exists(os.path.join(out, 'summary.json'))
-    result = train_py('--resume', '--out', out, '--data-dir', cifar_root)
-    assert result.returncode == 0, result.stderr
+    kill_and_resume(args, out, cifar_root)
     assert without_seconds(metrics(out)) == without_seconds(metrics(tmp_path / 'whole'))
     ours, reference = final_weights(out), final_weights(tmp_path / 'whole')
     assert all(torch.equal(ours[k], reference[k]) for k in reference)
@@ -137,7 +222,7 @@ def test_compiled_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_
 
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path):
     out = str(tmp_path / 'interrupted')
-    proc = train_py(*FLAGS, '--data-dir', cifar_root, '--out', out, wait=False)
+    proc = train_py(*FLAGS, '--device', 'cpu', '--data-dir', cifar_root, '--out', out, wait=False)
     wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
@@ -148,14 +233,14 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path
 
 def test_an_occupied_folder_is_refused_and_left_as_it_was(finished_run, cifar_root):
     before = snapshot(finished_run)
-    result = train_py(*FLAGS, '--data-dir', cifar_root, '--out', finished_run)
+    result = train_py(*FLAGS, '--device', 'cpu', '--data-dir', cifar_root, '--out', finished_run)
     assert result.returncode == 2 and '--resume' in result.stderr and len(result.stderr.splitlines()) == 1
     assert snapshot(finished_run) == before
 
 
 def test_force_starts_over(cifar_root, tmp_path):
     out = str(tmp_path / 'forced')
-    args = ['--epochs', '1', '--train-subset', '20', '--data-dir', cifar_root, '--out', out, '--device', 'cpu']
+    args = [*QUICK, '--data-dir', cifar_root, '--out', out]
     assert train_py(*args).returncode == 0
     result = train_py(*args, '--lr', '0.1', '--force')
     assert result.returncode == 0, result.stderr
@@ -182,7 +267,8 @@ def one_line_error(capsys, argv, status=2):
     (['--erase-ratio', '3.3', '0.3'], '--erase-ratio'), (['--erase-ratio', '-1', '2'], '--erase-ratio'),
     (['--train-subset', '0'], '--train-subset'), (['--eval-subset', '-5'], '--eval-subset'),
     (['--train-subset', '201'], '--train-subset'), (['--eval-subset', '51'], '--eval-subset'),
-    (['--precision', 'fp16'], '--precision'), (['--device', 'tpu'], '--device'), (['--lrate', '0.1'], '--lrate'),
+    (['--precision', 'fp8'], '--precision'), (['--device', 'tpu'], '--device'), (['--device', 'mps'], '--device'),
+    (['--device', 'cuda:x'], '--device'), (['--lrate', '0.1'], '--lrate'),
     (['--seed', '-1'], '--seed'),
 ])
 def test_each_bad_flag_is_one_line_and_status_2(capsys, cifar_root, tmp_path, flags, says):
@@ -215,7 +301,7 @@ def test_truncated_batch_file_is_one_line_and_writes_nothing(capsys, tmp_path):
 
 def test_checkpoint_of_another_configuration_is_refused(capsys, finished_run, cifar_root, tmp_path):
     other = str(tmp_path / 'other')
-    assert train_py('--epochs', '2', '--data-dir', cifar_root, '--out', other, '--device', 'cpu').returncode == 0
+    assert train_py(*QUICK, '--data-dir', cifar_root, '--out', other).returncode == 0
     os.remove(os.path.join(other, 'summary.json'))  # unfinished, then given a foreign checkpoint
     with open(os.path.join(finished_run, 'checkpoint.pt'), 'rb') as src, open(os.path.join(other, 'checkpoint.pt'), 'wb') as dst:
         dst.write(src.read())
@@ -226,7 +312,7 @@ def test_checkpoint_of_another_configuration_is_refused(capsys, finished_run, ci
 
 def test_unreadable_checkpoint_is_refused(capsys, cifar_root, tmp_path):
     out = str(tmp_path / 'broken')
-    assert train_py('--epochs', '2', '--data-dir', cifar_root, '--out', out, '--device', 'cpu').returncode == 0
+    assert train_py(*QUICK, '--data-dir', cifar_root, '--out', out).returncode == 0
     os.remove(os.path.join(out, 'summary.json'))
     with open(os.path.join(out, 'checkpoint.pt'), 'r+b') as f:
         f.truncate(1000)
@@ -245,3 +331,165 @@ def test_resume_refuses_flags_that_contradict_the_run(capsys, finished_run, cifa
     finally:
         os.rename(os.path.join(finished_run, 'summary.bak'), os.path.join(finished_run, 'summary.json'))
     assert snapshot(finished_run) == before
+
+
+# What `--precision auto` must pick on the GPUs students have (README, Precision).
+CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'), ('Tesla P100-PCIE-16GB', (6, 0), 'fp32'),
+         ('NVIDIA A100-SXM4-40GB', (8, 0), 'bf16'), ('NVIDIA H100 80GB HBM3', (9, 0), 'bf16'), ('NVIDIA H200', (9, 0), 'bf16')]
+
+
+def simulate_gpus(monkeypatch, name, capability, count=1, hip=None):
+    """Make torch answer as a machine with `count` of this card would: its query functions only."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: count)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)  # as torch says of all
+    monkeypatch.setattr(torch.version, 'hip', hip)
+
+
+@pytest.mark.parametrize('name, capability, expected', CARDS)
+def test_auto_precision_goes_by_the_card_s_tensor_cores(monkeypatch, name, capability, expected):
+    simulate_gpus(monkeypatch, name, capability)
+    device = train.pick_device(train.build_parser(), 'auto')
+    assert device.type == 'cuda' and train.pick_precision(train.build_parser(), 'auto', device) == expected
+    assert train.describe_device(device) == {'device_name': name, 'compute_capability': '{}.{}'.format(*capability)}
+
+
+def test_auto_precision_on_rocm_is_bf16(monkeypatch):
+    simulate_gpus(monkeypatch, 'AMD Instinct MI250X', (9, 0), hip='6.2')
+    assert train.pick_precision(train.build_parser(), 'auto', torch.device('cuda')) == 'bf16'
+
+
+def test_bf16_on_a_card_without_bf16_tensor_cores_is_one_line(capsys, monkeypatch, tmp_path):
+    simulate_gpus(monkeypatch, 'Tesla T4', (7, 5))
+    err = one_line_error(capsys, ['--precision', 'bf16', '--out', str(tmp_path / 'never')])
+    assert 'Tesla T4 (compute capability 7.5) has no bf16 tensor cores' in err and not (tmp_path / 'never').exists()
+
+
+def test_a_gpu_the_machine_lacks_is_one_line(capsys, monkeypatch, tmp_path):
+    simulate_gpus(monkeypatch, 'Tesla T4', (7, 5), count=1)
+    err = one_line_error(capsys, ['--device', 'cuda:3', '--out', str(tmp_path / 'never')])
+    assert '--device cuda:3: this machine has 1 CUDA GPU, cuda:0 to cuda:0' in err and not (tmp_path / 'never').exists()
+
+
+def built_tiny(monkeypatch, device, precision, lr=0.05):
+    """train.build's model, optimizer and scaler, with TinyNet in place of ResNet-18."""
+    monkeypatch.setattr(train, 'ResNet18', TinyNet)
+    args = argparse.Namespace(seed=0, compile=False, lr=lr, momentum=0.9, wd=5e-4, precision=precision)
+    return train.build(args, torch.device(device))
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_fp16_steps_skip_overflows_as_gradscaler_s_reference_path_does(monkeypatch, device):
+    """train.build's fused SGD takes the scaler's overflow flag as a tensor and skips on the device.
+    torch's reference path, the default SGD with GradScaler reading the flag on the host, must reach
+    the same weights through batches whose fp16 activations overflow: the first, and a later one."""
+    model, _, optimizer, scaler = built_tiny(monkeypatch, device, 'fp16')
+    reference = TinyNet().to(device, memory_format=train.MEMORY_FORMAT)
+    reference.load_state_dict(model.state_dict())
+    plain_sgd = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    plain_scaler = torch.amp.GradScaler(device)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(16, 3, 32, 32, generator=g) * (1e6 if step in (0, 3) else 1),
+                torch.randint(0, 10, (16,), generator=g)) for step in range(6)]  # 1e6: past fp16's 65504
+    batches = [(x.to(device), y.to(device)) for x, y in batches]
+    autocast = functools.partial(train.autocast_for, torch.device(device), 'fp16')
+    train.train_one_epoch(model, optimizer, scaler, batches, 96, autocast)
+    train.train_one_epoch(reference, plain_sgd, plain_scaler, batches, 96, autocast)
+    assert scaler.get_scale() == plain_scaler.get_scale() == 2.0 ** 14  # halved once per overflow
+    for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('precision', ['bf16', 'fp16'])
+def test_half_precision_learns_what_fp32_learns(monkeypatch, cifar_root, device, precision):
+    """Three epochs of the real loop from the same weights, in fp32 and in half precision, with the
+    small network (whose steady learning makes the comparison sharp; ResNet-18 learns in the
+    precision auto picks in test_a_run_learns). The first epoch's loss agrees to 2%, and after
+    three both have learned as much, to 10%."""
+    if device == 'cuda' and precision == 'bf16' and torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip('this GPU has no bf16 tensor cores')
+    parser = train.build_parser()
+    results = {}
+    for p in ('fp32', precision):
+        args = parser.parse_args(['--lr', '0.02', '--batch-size', '25', '--precision', p, '--data-dir', cifar_root])
+        dev = torch.device(device)
+        split, _, _, mean, std = train.load_splits(parser, args, dev)
+        model, _, optimizer, scaler = built_tiny(monkeypatch, device, p, lr=args.lr)
+        order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=dev).manual_seed(1)
+        autocast = functools.partial(train.autocast_for, dev, p)
+        results[p] = []
+        for _ in range(3):
+            batches = train.training_batches(split.x, split.y, mean, std, args, order_gen, augment_gen)
+            results[p].append(train.train_one_epoch(model, optimizer, scaler, batches, len(split.y), autocast))
+    (first, _), (last, last_acc) = results[precision][0], results[precision][-1]
+    assert first == pytest.approx(results['fp32'][0][0], rel=0.02)
+    assert last == pytest.approx(results['fp32'][-1][0], rel=0.1) and last_acc == pytest.approx(results['fp32'][-1][1], abs=0.05)
+    assert last_acc > 0.5  # and both did learn: chance is 0.1
+
+
+@CUDA
+@pytest.mark.parametrize('precision', ['fp32', 'bf16', 'fp16'])
+def test_an_epoch_waits_for_the_gpu_only_to_read_its_sums(precision):
+    """No host sync per step, fp16's scaler included: an epoch of 4 batches makes the CPU wait for
+    the GPU as often as an epoch of 1 (torch's sync debug mode warns at each wait)."""
+    device = torch.device('cuda')
+    if precision == 'bf16' and torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip('this GPU has no bf16 tensor cores')
+    args = argparse.Namespace(seed=0, compile=False, lr=0.05, momentum=0.9, wd=5e-4, precision=precision, batch_size=32,
+                              no_crop_flip=False, erase_p=1.0, erase_scale=(0.02, 0.33), erase_ratio=(0.3, 3.3))
+    model, _, optimizer, scaler = train.build(args, device)
+    mean, std = torch.full((3,), 0.5, device=device), torch.full((3,), 0.25, device=device)
+    order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
+    autocast = functools.partial(train.autocast_for, device, precision)
+
+    def waits(batches):
+        images = torch.randint(0, 256, (32 * batches, 3, 32, 32), dtype=torch.uint8, device=device)
+        labels = torch.randint(0, 10, (32 * batches,), device=device)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            torch.cuda.set_sync_debug_mode('warn')
+            try:
+                epoch = train.training_batches(images, labels, mean, std, args, order_gen, augment_gen)
+                train.train_one_epoch(model, optimizer, scaler, epoch, len(labels), autocast)
+            finally:
+                torch.cuda.set_sync_debug_mode('default')
+        return sum('synchroniz' in str(w.message) for w in caught)
+    waits(1)  # the first epoch: cuDNN and the scaler's lazy set-up
+    assert waits(4) == waits(1) > 0
+
+
+def run_in_a_terminal(args):
+    """Run train.py with its stdout on a pseudo-terminal, as in a shell; return all it printed."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], stdout=follower,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(follower)
+    printed = b''
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the process has closed its end
+            break
+        if not chunk:
+            break
+        printed += chunk
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    os.close(leader)
+    return printed.decode()
+
+
+def test_progress_is_one_line_rewritten_in_a_terminal_and_absent_from_logs(cifar_root, tmp_path):
+    args = ['--epochs', '1', '--train-subset', '50', '--eval-subset', '10', '--batch-size', '10', '--device', 'cpu',
+            '--data-dir', cifar_root]
+    shown = run_in_a_terminal([*args, '--out', str(tmp_path / 'terminal')])
+    progress = [part for part in shown.split('\r') if 'images/s' in part]
+    assert progress and all(p.strip().startswith('batch ') and p.strip().endswith('left') for p in progress)
+    assert '\n' not in ''.join(progress) and 'batch 1/5' in progress[0]
+    assert 'epoch   1/1' in shown
+    logged = train_py(*args, '--out', str(tmp_path / 'log'))
+    assert logged.returncode == 0 and '\r' not in logged.stdout and 'images/s' not in logged.stdout
+    assert len(logged.stdout.splitlines()) == 3  # what it is training on, the epoch, the test
