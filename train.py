@@ -128,6 +128,11 @@ def with_progress(batches, total):
 
 
 def run(parser, args, out, device, resume_from):
+    if args.deterministic:  # cuBLAS needs this set before its first use to be repeatable
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True)
+    else:  # let cuDNN time its algorithms for these shapes once and keep the fastest
+        torch.backends.cudnn.benchmark = True
     train, val, test, mean, std = load_splits(parser, args, device)
     model, step_model, optimizer, scaler = build(args, device)
     order_gen = torch.Generator().manual_seed(args.seed)                     # data order, on the CPU

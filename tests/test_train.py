@@ -220,6 +220,22 @@ def test_compiled_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_
     assert all(torch.equal(ours[k], reference[k]) for k in reference)
 
 
+@pytest.mark.parametrize('deterministic', [False, True])
+def test_deterministic_chooses_repeatable_kernels_and_otherwise_lets_cudnn_time_them(
+        cifar_root, tmp_path, monkeypatch, deterministic):
+    """What --deterministic changes is global to the process, so it is checked here, in the run's
+    own process; on a GPU the repeatability it buys is checked by the tests above."""
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
+    monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG', raising=False)
+    try:
+        train.main([*QUICK, '--data-dir', cifar_root, '--out', str(tmp_path / 'run')] + ['--deterministic'] * deterministic)
+        assert torch.are_deterministic_algorithms_enabled() == deterministic
+        assert torch.backends.cudnn.benchmark == (not deterministic)
+        assert (os.environ.get('CUBLAS_WORKSPACE_CONFIG') == ':4096:8') == deterministic
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path):
     out = str(tmp_path / 'interrupted')
     proc = train_py(*FLAGS, '--device', 'cpu', '--data-dir', cifar_root, '--out', out, wait=False)
