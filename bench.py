@@ -64,7 +64,7 @@ def bench_ours(device, precision, steps, windows, eval_images, compile_model):
     args = argparse.Namespace(batch_size=BATCH, no_crop_flip=False, erase_p=ERASE['p'], erase_scale=ERASE['scale'],
                               erase_ratio=ERASE['ratio'], seed=0, compile=compile_model, lr=0.01, momentum=0.9,
                               wd=5e-4, precision=precision)
-    model, step_model, optimizer, scaler = build(args, device)  # train.py's own: fused SGD, fp16's scaler
+    _, step_model, optimizer, scaler = build(args, device)  # train.py's own: fused SGD, fp16's scaler
     order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
 
     autocast = functools.partial(autocast_for, device, precision)

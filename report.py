@@ -59,23 +59,24 @@ REPORT_IMAGES = 10_000  # the report's validation set, and its test set
 UNCERTAINTY_RULE = ('Validation and test accuracy: one run ± its binomial standard error √(p(1−p)/n) on its n images '
                     '(the report\'s: n = 10,000); several seeds: mean ± their standard deviation, and the standard error '
                     'of the mean (sem = sd/√seeds). Other columns: mean ± standard deviation over seeds.')
-# The report's claims, in its order: (the claim, its winner, the settings the winner beats). A
-# setting is (its name here, its experiment, the flags that pick its row among that experiment's).
+# The report's claims, in its order: (the claim, its winner, the settings the winner beats). The
+# winner is (its experiment, the flags that pick its row among that experiment's); each setting
+# it beats is the same with its name in front.
 CLAIMS = [
-    ('lr 0.01 is the best of three rates at 15 epochs', ('lr 0.01', 'lr-sweep', {'lr': 0.01}),
+    ('lr 0.01 is the best of three rates at 15 epochs', ('lr-sweep', {'lr': 0.01}),
      [('lr 0.1', 'lr-sweep', {'lr': 0.1}), ('lr 0.001', 'lr-sweep', {'lr': 0.001})]),
-    ('cosine annealing beats a constant rate', ('cosine', 'schedule', {'cosine': True}),
+    ('cosine annealing beats a constant rate', ('schedule', {'cosine': True}),
      [('constant', 'schedule', {'cosine': False})]),
-    ('wd 1e-2 beats 5e-4 (its table; its text says 5e-4)', ('wd 1e-2', 'wd', {'wd': 0.01}),
+    ('wd 1e-2 beats 5e-4 (its table; its text says 5e-4)', ('wd', {'wd': 0.01}),
      [('wd 5e-4', 'wd', {'wd': 0.0005})]),
-    ('random erasing (p 1.0) beats none', ('erasing', 'erase', {}),
+    ('random erasing (p 1.0) beats none', ('erase', {}),
      [('no erasing (wd 5e-4)', 'wd', {'wd': 0.0005})]),
-    ('p 0.5 is the best erasing probability', ('p 0.5', 'erase-p', {'erase_p': 0.5}),
+    ('p 0.5 is the best erasing probability', ('erase-p', {'erase_p': 0.5}),
      [('p 0.8', 'erase-p', {'erase_p': 0.8}), ('p 1.0', 'erase', {})]),
-    ('scale (0.02, 0.33) is the best erased area', ('scale (0.02, 0.33)', 'erase', {}),
+    ('scale (0.02, 0.33) is the best erased area', ('erase', {}),
      [('scale (0.17, 0.5)', 'erase-scale', {'erase_scale': [0.17, 0.5]}),
       ('scale (0.33, 0.67)', 'erase-scale', {'erase_scale': [0.33, 0.67]})]),
-    ('ratio (0.2, 5.0) is the best aspect ratio', ('ratio (0.2, 5.0)', 'erase-ratio', {'erase_ratio': [0.2, 5.0]}),
+    ('ratio (0.2, 5.0) is the best aspect ratio', ('erase-ratio', {'erase_ratio': [0.2, 5.0]}),
      [('ratio (0.9, 1.1)', 'erase-ratio', {'erase_ratio': [0.9, 1.1]}), ('ratio (0.3, 3.3)', 'erase', {})]),
 ]
 CONCLUSIONS_RULES = f"""\
@@ -329,8 +330,8 @@ def our_margin(a, b):
     two seeds or more each: Welch's t over the seeds; otherwise: z as for the report."""
     if not a or not b:
         return None
-    if len(a) == len(b) == 1 and same_images(predictions(a[0]), predictions(b[0])):
-        pa, pb = predictions(a[0]), predictions(b[0])
+    pa, pb = (predictions(a[0]), predictions(b[0])) if len(a) == len(b) == 1 else (None, None)
+    if same_images(pa, pb):
         right_a, right_b = pa['pred'] == pa['label'], pb['pred'] == pb['label']
         only_a, only_b, n = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum()), len(right_a)
         se = math.sqrt(only_a + only_b - (only_a - only_b) ** 2 / n) / n  # of the mean of +1/0/-1 per image
@@ -339,9 +340,13 @@ def our_margin(a, b):
     if len(a) > 1 and len(b) > 1:
         t, df, p = welch(mean_a, se_a, len(a), mean_b, se_b, len(b))
         return mean_a - mean_b, math.hypot(se_a, se_b), p, f'Welch t {t:.1f}, df {df}, {len(a)} and {len(b)} seeds'
-    z = (mean_a - mean_b) / math.hypot(se_a, se_b)
+    se = math.hypot(se_a, se_b)
+    if se:
+        z = (mean_a - mean_b) / se
+    else:  # both accuracies exactly 0 or 1: nothing to measure the difference against
+        z = 0.0 if mean_a == mean_b else math.copysign(math.inf, mean_a - mean_b)
     why = 'not the same images' if len(a) == len(b) == 1 else 'seeds on one side only'
-    return mean_a - mean_b, math.hypot(se_a, se_b), normal_p(z), f'z {z:.1f} ({why})'
+    return mean_a - mean_b, se, normal_p(z), f'z {z:.1f} ({why})'
 
 
 def verdict(margin):
@@ -368,18 +373,16 @@ def conclusions(found):
              '| the report\'s claim | against | report: Δ val acc | beyond one run\'s noise? | '
              'ours: Δ val acc | our test | verdict |',
              '|---|---|---:|---|---:|---|---|']
-    for claim, (_, *winner), rivals in CLAIMS:
+    for claim, winner, rivals in CLAIMS:
         winner_row, winner_runs = find(found, *winner)
         for i, (label, *rival) in enumerate(rivals):
             rival_row, rival_runs = find(found, *rival)
             difference, se, p = report_margin(winner_row, rival_row)
             ours = our_margin(finished(winner_runs), finished(rival_runs))
-            test = ''
-            if ours:
-                epochs = sorted({len(r['metrics']) for r in finished(winner_runs) + finished(rival_runs)})
-                short = f'; {", ".join(map(str, epochs))} epochs, not {winner_row["setting"]["epochs"]}' \
-                    if epochs != [winner_row['setting']['epochs']] else ''
-                test = f'{ours[3]}: {p_text(ours[2])}{short}'
+            test = f'{ours[3]}: {p_text(ours[2])}' if ours else ''
+            epochs = sorted({len(r['metrics']) for r in finished(winner_runs) + finished(rival_runs)})
+            if ours and epochs != [winner_row['setting']['epochs']]:  # short runs say so
+                test += f'; {", ".join(map(str, epochs))} epochs, not {winner_row["setting"]["epochs"]}'
             lines.append(f'| {claim if i == 0 else ""} | {label} | {points(difference, se)} | '
                          f'{"yes" if p < ALPHA else "no"}, {p_text(p)} | {points(*ours[:2]) if ours else ""} | '
                          f'{test} | {verdict(ours)} |')
