@@ -39,8 +39,9 @@ def on(device):
 
 def train_py(*args, wait=True, tiny=False):
     cmd = [sys.executable, *(['-c', WITH_TINY_NET] if tiny else [os.path.join(ROOT, 'train.py')]), *args]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:  # Ctrl-C as in a terminal, even when the tests run in a background job that ignores it
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
