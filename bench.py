@@ -3,7 +3,7 @@
     python bench.py --compile       # on CUDA if there is a GPU, else on the CPU (make bench)
     python bench.py --device cpu --windows 5 --steps 4
 
-Both pipelines train the same ResNet-18 with SGD at batch size 128, with the same augmentation
+Both pipelines train the same ResNet-18 with SGD at batch size 128 (--batch-size), with the same augmentation
 distributions (random crop from the image padded by 4, horizontal flip, random erasing with
 p 1.0 as in the report's erasing runs), on synthetic CIFAR-shaped images: no data set needed.
 
@@ -34,7 +34,6 @@ from model import ResNet18
 from train import (PRECISIONS, autocast_for, build, describe_device, evaluate, pick_device, pick_precision,
                    train_one_epoch, training_batches)
 
-BATCH = 128
 STUDY_EPOCHS = 3 * 15 + 11 * 300  # the lr sweep's 3 runs of 15 epochs, and 11 runs of 300
 ERASE = dict(p=1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3))
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)  # CIFAR-10's, roughly: synthetic data needs some
@@ -56,12 +55,12 @@ def median_window(step_window, windows, warmup):
     return statistics.median(times[warmup:]), times[0]
 
 
-def bench_ours(device, precision, steps, windows, eval_images, compile_model):
+def bench_ours(device, precision, batch, steps, windows, eval_images, compile_model):
     """Images per second of train.py's training step and of its evaluation."""
-    images, labels = (t.to(device) for t in synthetic(steps * BATCH))
+    images, labels = (t.to(device) for t in synthetic(steps * batch))
     val_x, val_y = (t.to(device) for t in synthetic(eval_images, seed=1))
     mean, std = torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
-    args = argparse.Namespace(batch_size=BATCH, no_crop_flip=False, erase_p=ERASE['p'], erase_scale=ERASE['scale'],
+    args = argparse.Namespace(batch_size=batch, no_crop_flip=False, erase_p=ERASE['p'], erase_scale=ERASE['scale'],
                               erase_ratio=ERASE['ratio'], seed=0, compile=compile_model, lr=0.01, momentum=0.9,
                               wd=5e-4, precision=precision)
     _, step_model, optimizer, scaler = build(args, device)  # train.py's own: fused SGD, fp16's scaler
@@ -75,7 +74,7 @@ def bench_ours(device, precision, steps, windows, eval_images, compile_model):
     train_seconds, first_train = median_window(window, windows, warmup=2)
     eval_seconds, first_eval = median_window(lambda: evaluate(step_model, val_x, val_y, mean, std, autocast), windows, 1)
     start_up = first_train - train_seconds + first_eval - eval_seconds  # compilation, on the first calls
-    return steps * BATCH / train_seconds, eval_images / eval_seconds, start_up
+    return steps * batch / train_seconds, eval_images / eval_seconds, start_up
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -91,11 +90,11 @@ class PILImages(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), self.labels[i]
 
 
-def bench_plain(device, steps, windows, eval_images):
+def bench_plain(device, batch, steps, windows, eval_images):
     """Images per second of the usual DataLoader pipeline, fp32, and of its evaluation."""
     augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD),
                          T.RandomErasing(**ERASE)])
-    train_loader = torch.utils.data.DataLoader(PILImages(*synthetic(steps * BATCH), augment), batch_size=BATCH,
+    train_loader = torch.utils.data.DataLoader(PILImages(*synthetic(steps * batch), augment), batch_size=batch,
                                                shuffle=True, num_workers=2, persistent_workers=True)
     val_loader = torch.utils.data.DataLoader(PILImages(*synthetic(eval_images, seed=1), T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])),
                                              batch_size=100, num_workers=2, persistent_workers=True)
@@ -124,7 +123,7 @@ def bench_plain(device, steps, windows, eval_images):
 
     train_seconds, _ = median_window(window, windows, warmup=1)
     eval_seconds, _ = median_window(evaluate_plain, windows, 1)
-    return steps * BATCH / train_seconds, eval_images / eval_seconds
+    return steps * batch / train_seconds, eval_images / eval_seconds
 
 
 def main():
@@ -132,6 +131,7 @@ def main():
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: %(default)s)')
     parser.add_argument('--precision', choices=PRECISIONS, default='auto',
                         help='of ours, chosen as train.py chooses it (default: %(default)s)')
+    parser.add_argument('--batch-size', type=int, default=128, help='training batch size (default: %(default)s, the report\'s)')
     parser.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 4 on CPU)')
     parser.add_argument('--windows', type=int, default=None, help='timed windows (default: 5 on CUDA, 5 on CPU)')
     parser.add_argument('--eval-images', type=int, default=None, help='images evaluated (default: 10000 on CUDA, 1000 on CPU)')
@@ -145,15 +145,15 @@ def main():
     hardware = describe_device(device)
     name = (f'{hardware["device_name"]} (compute capability {hardware["compute_capability"]})' if cuda
             else f'CPU, {torch.get_num_threads()} threads')
-    print(f'{name}; torch {torch.__version__}; batch {BATCH}; {steps} steps x {windows} windows; '
+    print(f'{name}; torch {torch.__version__}; batch {args.batch_size}; {steps} steps x {windows} windows; '
           f'{eval_images} images evaluated', flush=True)
 
     torch.backends.cudnn.benchmark = True
-    rows = [(f'ours ({precision}, channels-last)', *bench_ours(device, precision, steps, windows, eval_images, False)[:2])]
+    rows = [(f'ours ({precision}, channels-last)', *bench_ours(device, precision, args.batch_size, steps, windows, eval_images, False)[:2])]
     if args.compile:
-        *compiled, compile_seconds = bench_ours(device, precision, steps, windows, eval_images, True)
+        *compiled, compile_seconds = bench_ours(device, precision, args.batch_size, steps, windows, eval_images, True)
         rows.append((f'ours + torch.compile ({precision})', *compiled))
-    rows.append(('plain (DataLoader, PIL, fp32)', *bench_plain(device, steps, windows, eval_images)))
+    rows.append(('plain (DataLoader, PIL, fp32)', *bench_plain(device, args.batch_size, steps, windows, eval_images)))
 
     epoch = {label: 40000 / train_rate + 10000 / eval_rate for label, train_rate, eval_rate in rows}
     plain_epoch = epoch[rows[-1][0]]
