@@ -254,6 +254,9 @@ def open_run_folder(out, args, device, history, sizes, mean, std, resumed):
     return metrics_path
 
 
+CHECKPOINT_KEYS = {'config', 'device_type', 'epoch', 'model', 'optimizer', 'scaler', 'rng', 'metrics', 'val_pred'}
+
+
 def save_checkpoint(out, args, device, model, optimizer, scaler, order_gen, augment_gen, history, val_pred):
     """Everything the next epoch depends on, so that --resume continues exactly: the weights, the
     optimizer's momentum, the fp16 scale, every random generator, the metrics so far, and the last
@@ -271,9 +274,12 @@ def restore(path, args, device, model, optimizer, scaler, order_gen, augment_gen
     device. Returns the metrics so far and the last validation predictions."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-        saved_flags, saved_device = state['config'], state['device_type']
     except Exception as e:
         raise RunError(f'{path} is unreadable ({type(e).__name__}: {e}); start over with --force') from None
+    missing = CHECKPOINT_KEYS - set(state)
+    if missing:
+        raise RunError(f'{path} has no {", ".join(sorted(missing))}: it is from an older train.py; start over with --force')
+    saved_flags, saved_device = state['config'], state['device_type']
     if saved_flags != training_flags(args):
         diff = ', '.join(k for k in saved_flags if saved_flags[k] != training_flags(args).get(k))
         raise RunError(f'{path} is from another configuration (differs in: {diff}); start over with --force')

@@ -338,6 +338,19 @@ def test_unreadable_checkpoint_is_refused(capsys, cifar_root, tmp_path):
     assert 'unreadable' in err and snapshot(out) == before
 
 
+def test_checkpoint_from_an_older_train_py_is_refused(capsys, cifar_root, tmp_path):
+    """One without the fp16 scaler's state and the last predictions, as train.py wrote them before."""
+    out = str(tmp_path / 'old')
+    assert train_py(*QUICK, '--data-dir', cifar_root, '--out', out).returncode == 0
+    os.remove(os.path.join(out, 'summary.json'))
+    state = torch.load(os.path.join(out, 'checkpoint.pt'), weights_only=True)
+    del state['scaler'], state['val_pred']
+    torch.save(state, os.path.join(out, 'checkpoint.pt'))
+    before = snapshot(out)
+    err = one_line_error(capsys, ['--resume', '--out', out, '--data-dir', cifar_root], status=1)
+    assert 'has no scaler, val_pred: it is from an older train.py' in err and snapshot(out) == before
+
+
 def test_resume_refuses_flags_that_contradict_the_run(capsys, finished_run, cifar_root):
     before = snapshot(finished_run)
     os.rename(os.path.join(finished_run, 'summary.json'), os.path.join(finished_run, 'summary.bak'))
