@@ -94,8 +94,8 @@ in the validation set, not the randomness of training itself (initial weights, d
 seeds of one setting differ by more than they allow. Only several seeds see that (`make study SEEDS='0 1 2'`).
 - **Verdicts**: *reproduced* (ours is beyond noise, the same way), *reversed* (beyond noise, the other way), \
 *within noise*, *not run yet* (no finished run of one of the two)."""
-REPORT_STYLE = dict(marker='D', color='black', label='report')
-OURS_STYLE = dict(marker='o', color='tab:blue', label='ours')
+REPORT_STYLE = dict(marker='D', color='black')
+OURS_STYLE = dict(marker='o', color='tab:blue')
 
 
 def read_run(folder):
@@ -398,7 +398,7 @@ def noise_figure(found):
     for ax, (title, knob, rows) in zip(axes.flat, panels):
         for x, (row, runs) in enumerate(rows):
             for offset, estimate, style in ((-0.12, report_accuracy(row, 'val'), REPORT_STYLE),
-                                            (0.12, accuracy(runs, 'val') if runs else None, OURS_STYLE)):
+                                            (0.12, accuracy(runs, 'val'), OURS_STYLE)):
                 if estimate:
                     ax.errorbar(x + offset, 100 * estimate[0], yerr=100 * 1.96 * estimate[1], capsize=4, **style)
         ax.set_xticks(range(len(rows)), [describe(row['setting'], knob) for row, _ in rows], fontsize=8)

@@ -403,6 +403,12 @@ def test_a_gpu_the_machine_lacks_is_one_line(capsys, monkeypatch, tmp_path):
     assert '--device cuda:3: this machine has 1 CUDA GPU, cuda:0 to cuda:0' in err and not (tmp_path / 'never').exists()
 
 
+def skip_without_bf16_tensor_cores(device, precision):
+    """bf16 on a GPU that train.pick_precision would refuse it on (a T4, a V100): nothing to test."""
+    if device == 'cuda' and precision == 'bf16' and torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip('this GPU has no bf16 tensor cores')
+
+
 def built_tiny(monkeypatch, device, precision, lr=0.05):
     """train.build's model, optimizer and scaler, with TinyNet in place of ResNet-18."""
     monkeypatch.setattr(train, 'ResNet18', TinyNet)
@@ -439,8 +445,7 @@ def test_half_precision_learns_what_fp32_learns(monkeypatch, cifar_root, device,
     small network (whose steady learning makes the comparison sharp; ResNet-18 learns in the
     precision auto picks in test_a_run_learns). The first epoch's loss agrees to 2%, and after
     three both have learned as much, to 10%."""
-    if device == 'cuda' and precision == 'bf16' and torch.cuda.get_device_capability() < (8, 0):
-        pytest.skip('this GPU has no bf16 tensor cores')
+    skip_without_bf16_tensor_cores(device, precision)
     parser = train.build_parser()
     results = {}
     for p in ('fp32', precision):
@@ -465,9 +470,8 @@ def test_half_precision_learns_what_fp32_learns(monkeypatch, cifar_root, device,
 def test_an_epoch_waits_for_the_gpu_only_to_read_its_sums(precision):
     """No host sync per step, fp16's scaler included: an epoch of 4 batches makes the CPU wait for
     the GPU as often as an epoch of 1 (torch's sync debug mode warns at each wait)."""
+    skip_without_bf16_tensor_cores('cuda', precision)
     device = torch.device('cuda')
-    if precision == 'bf16' and torch.cuda.get_device_capability() < (8, 0):
-        pytest.skip('this GPU has no bf16 tensor cores')
     args = argparse.Namespace(seed=0, compile=False, lr=0.05, momentum=0.9, wd=5e-4, precision=precision, batch_size=32,
                               no_crop_flip=False, erase_p=1.0, erase_scale=(0.02, 0.33), erase_ratio=(0.3, 3.3))
     model, _, optimizer, scaler = train.build(args, device)
