@@ -1,6 +1,7 @@
-# The report's study, one target per experiment (settings as in REPORT.md, "The experiments").
+# The report's study, one target per experiment (settings as in STUDY.md).
 #
 #   make test                     the tests; on a GPU machine the CUDA ones too (skipped, with the reason, elsewhere)
+#   make test-quick               the tests without the slow ones: a student's check while rewriting a module
 #   make lr-sweep                 runs/lr-sweep/lr0.1/seed0/, lr0.01/seed0/, lr0.001/seed0/
 #   make -j3 lr-sweep             the same, three runs at once
 #   make lr-sweep ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in a minute
@@ -23,7 +24,7 @@ RUNS ?= runs
 GPUS ?=
 
 EXPERIMENTS := lr-sweep schedule wd erase erase-p erase-scale erase-ratio
-.PHONY: test bench figures tables study $(EXPERIMENTS)
+.PHONY: test test-quick bench figures tables study $(EXPERIMENTS)
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,10 @@ $(VENV)/installed: requirements.txt
 
 test: $(VENV)/installed
 	$(PY) -m pytest -q -rs tests
+
+# Every test but the slow ones (whole ResNet-18 runs in processes of their own, torch.compile).
+test-quick: $(VENV)/installed
+	$(PY) -m pytest -q -rs -m 'not slow' tests
 
 # Training speed of this project's pipeline against the usual DataLoader one (bench.py).
 bench: $(VENV)/installed

@@ -47,7 +47,7 @@ class RandomErasing:
         self.p, self.scale, self.ratio, self.value = p, scale, ratio, value
 
     def __call__(self, img):
-        if torch.rand(1) < self.p:
+        if torch.rand(1) < self.p:  # draw 1: the coin, always, before any other draw
             value = [float(v) for v in self.value] if isinstance(self.value, (tuple, list)) else [float(self.value)]
             if len(value) not in (1, img.shape[-3]):
                 raise ValueError(f'value should have 1 or {img.shape[-3]} (the number of channels) entries')
@@ -64,17 +64,26 @@ class RandomErasing:
 
 def sample_box(height, width, scale, ratio):
     """One rectangle (i, j, h, w) for an image of height x width, or None when 10 draws don't fit.
-    Draws from torch's global generator, in the order torchvision does."""
+
+    Bit-for-bit equality with torchvision needs its draws from torch's global generator, in its
+    order and of its kinds (torchvision/transforms/transforms.py, RandomErasing.get_params). After
+    the coin (draw 1, in __call__), each try draws
+        2. the area fraction s:    torch.empty(1).uniform_(scale[0], scale[1])
+        3. log r, the log ratio:   torch.empty(1).uniform_(log(ratio[0]), log(ratio[1]))
+    and a try whose box fits then draws its corner and stops:
+        4. the top row i:          torch.randint(0, height - h + 1, (1,))
+        5. the left column j:      torch.randint(0, width - w + 1, (1,))
+    A try whose box does not fit draws nothing more; after 10 such tries, nothing is erased."""
     area = height * width
     log_ratio = torch.log(torch.tensor(ratio))
     for _ in range(TRIES):
-        erase_area = area * torch.empty(1).uniform_(scale[0], scale[1]).item()
-        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+        erase_area = area * torch.empty(1).uniform_(scale[0], scale[1]).item()                # draw 2
+        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()        # draw 3
         h = round(math.sqrt(erase_area * aspect))
         w = round(math.sqrt(erase_area / aspect))
         if h < height and w < width:
-            i = torch.randint(0, height - h + 1, size=(1,)).item()
-            j = torch.randint(0, width - w + 1, size=(1,)).item()
+            i = torch.randint(0, height - h + 1, size=(1,)).item()                            # draw 4
+            j = torch.randint(0, width - w + 1, size=(1,)).item()                             # draw 5
             return i, j, h, w
     return None
 

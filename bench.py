@@ -30,9 +30,9 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 
+from hardware import PRECISIONS, autocast_for, describe, pick_device, pick_precision
 from model import ResNet18
-from train import (PRECISIONS, autocast_for, build, describe_device, evaluate, pick_device, pick_precision,
-                   train_one_epoch, training_batches)
+from train import build, evaluate, train_one_epoch, training_batches
 
 STUDY_EPOCHS = 3 * 15 + 11 * 300  # the lr sweep's 3 runs of 15 epochs, and 11 runs of 300
 ERASE = dict(p=1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3))
@@ -60,16 +60,15 @@ def bench_ours(device, precision, batch, steps, windows, eval_images, compile_mo
     images, labels = (t.to(device) for t in synthetic(steps * batch))
     val_x, val_y = (t.to(device) for t in synthetic(eval_images, seed=1))
     mean, std = torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
-    args = argparse.Namespace(batch_size=batch, no_crop_flip=False, erase_p=ERASE['p'], erase_scale=ERASE['scale'],
-                              erase_ratio=ERASE['ratio'], seed=0, compile=compile_model, lr=0.01, momentum=0.9,
-                              wd=5e-4, precision=precision)
-    _, step_model, optimizer, scaler = build(args, device)  # train.py's own: fused SGD, fp16's scaler
+    # train.py's own model, fused SGD and fp16's scaler, with the report's erasing run's settings
+    _, step_model, optimizer, scaler = build(0, 0.01, 0.9, 5e-4, precision, device, compiled=compile_model)
     order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
 
     autocast = functools.partial(autocast_for, device, precision)
     def window():  # train_one_epoch reads its sums with .item() at the end: the GPU has finished
-        batches = training_batches(images, labels, mean, std, args, order_gen, augment_gen)
-        train_one_epoch(step_model, optimizer, scaler, batches, len(labels), autocast)
+        batches = training_batches(images, labels, mean, std, batch, order_gen, augment_gen, erase_p=ERASE['p'],
+                                   erase_scale=ERASE['scale'], erase_ratio=ERASE['ratio'])
+        train_one_epoch(step_model, optimizer, scaler, batches, autocast)
 
     train_seconds, first_train = median_window(window, windows, warmup=2)
     eval_seconds, first_eval = median_window(lambda: evaluate(step_model, val_x, val_y, mean, std, autocast), windows, 1)
@@ -133,16 +132,19 @@ def main():
                         help='of ours, chosen as train.py chooses it (default: %(default)s)')
     parser.add_argument('--batch-size', type=int, default=128, help='training batch size (default: %(default)s, the report\'s)')
     parser.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 4 on CPU)')
-    parser.add_argument('--windows', type=int, default=None, help='timed windows (default: 5 on CUDA, 5 on CPU)')
+    parser.add_argument('--windows', type=int, default=None, help='timed windows (default: 5)')
     parser.add_argument('--eval-images', type=int, default=None, help='images evaluated (default: 10000 on CUDA, 1000 on CPU)')
     parser.add_argument('--compile', action='store_true', help='also time ours with torch.compile')
     args = parser.parse_args()
-    device = pick_device(parser, args.device)
+    try:
+        device = pick_device(args.device)
+        precision = pick_precision(args.precision, device)
+    except ValueError as e:
+        parser.error(str(e))
     cuda = device.type == 'cuda'
     steps, windows = args.steps or (50 if cuda else 4), args.windows or 5
     eval_images = args.eval_images or (10000 if cuda else 1000)
-    precision = pick_precision(parser, args.precision, device)
-    hardware = describe_device(device)
+    hardware = describe(device)
     name = (f'{hardware["device_name"]} (compute capability {hardware["compute_capability"]})' if cuda
             else f'CPU, {torch.get_num_threads()} threads')
     print(f'{name}; torch {torch.__version__}; batch {args.batch_size}; {steps} steps x {windows} windows; '

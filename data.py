@@ -17,6 +17,7 @@ import pickle
 import shutil
 import tarfile
 import urllib.request
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -162,6 +163,34 @@ def split_for(labels, seed):
     """The split every run uses: VAL_FRACTION of each class held out, seeded by the run's seed."""
     val_per_class = int(VAL_FRACTION * int(torch.bincount(labels).min()))
     return balanced_split(labels, val_per_class, seed)
+
+
+class Split(NamedTuple):
+    x: torch.Tensor    # (N, 3, 32, 32) uint8 images, on the run's device
+    y: torch.Tensor    # (N,) int64 labels, on the run's device
+    idx: torch.Tensor  # (N,) each image's index in CIFAR-10's training set (for test, its test set)
+
+
+def load_splits(root, seed, device, train_subset=None, eval_subset=None):
+    """A run's data: the training, validation and test splits, and the mean and std of the
+    training split, all on `device`, moved there once. train_subset and eval_subset take a
+    class-balanced part of the training split, and of the validation and test sets, for quick runs."""
+    train_x, train_y, test_x, test_y = load_cifar10(root)
+    train_idx, val_idx = split_for(train_y, seed)
+    test_idx = torch.arange(len(test_y))
+    for flag, n, available in (('--train-subset', train_subset, len(train_idx)),
+                               ('--eval-subset', eval_subset, min(len(val_idx), len(test_idx)))):
+        if n is not None and n > available:
+            raise DataError(f'{flag} {n} is more than the {available} images there are')
+    mean, std = channel_stats(train_x[train_idx])  # of the whole training split, subset or not
+    if train_subset:
+        train_idx = balanced_subset(train_idx, train_y, train_subset)
+    if eval_subset:
+        val_idx = balanced_subset(val_idx, train_y, eval_subset)
+        test_idx = balanced_subset(test_idx, test_y, eval_subset)
+    split = lambda x, y, idx: Split(x[idx].to(device), y[idx].to(device), idx)
+    return (split(train_x, train_y, train_idx), split(train_x, train_y, val_idx), split(test_x, test_y, test_idx),
+            mean.to(device), std.to(device))
 
 
 def main():

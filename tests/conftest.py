@@ -12,6 +12,11 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: trains ResNet-18 in a process of its own, or compiles it; '
+                                       'make test-quick leaves these out')
+
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason='no CUDA GPU here: `make test` on a GPU machine runs the CUDA path')
 DEVICES = ['cpu', pytest.param('cuda', marks=CUDA)]  # the devices a test about a device runs on

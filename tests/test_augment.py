@@ -141,3 +141,52 @@ def test_crop_offsets_and_flips_are_uniform(device):
     for offsets in (top, left):  # 9 offsets, 0..8, as RandomCrop(32, padding=4) draws them
         torch.testing.assert_close(torch.bincount(offsets, minlength=9) / 90000, torch.full((9,), 1 / 9), atol=0.005, rtol=0)
     assert flip.float().mean().item() == pytest.approx(0.5, abs=0.005)
+
+
+# Invariants of the batched sampler, each failing with a message that says what is wrong.
+INVARIANT_SETTINGS = [(0.5, (0.02, 0.33), (0.3, 3.3)), (1.0, (0.33, 0.67), (0.3, 3.3)), (1.0, (0.02, 0.33), (1.0, 3.3)),
+                      (0.8, (0.9, 1.0), (3.0, 3.3)), (1.0, (1.0, 1.0), (1.0, 1.0))]
+
+
+@pytest.mark.parametrize('p, scale, ratio', INVARIANT_SETTINGS)
+def test_every_box_lies_inside_the_image(p, scale, ratio):
+    i, j, h, w = sample_boxes(5000, 32, 24, p, scale, ratio, torch.Generator().manual_seed(0))
+    outside = (i < 0) | (j < 0) | (i + h > 32) | (j + w > 24)
+    if outside.any():
+        k = int(outside.nonzero()[0])
+        pytest.fail(f'{int(outside.sum())} of 5000 boxes leave the 32x24 image, '
+                    f'e.g. top {int(i[k])}, left {int(j[k])}, height {int(h[k])}, width {int(w[k])}')
+
+
+@pytest.mark.parametrize('p, scale, ratio', INVARIANT_SETTINGS)
+def test_a_box_is_empty_exactly_when_its_image_is_left_alone(p, scale, ratio):
+    """h = w = 0 is how sample_boxes says 'not erased': never one without the other, and an
+    image with a box gets exactly h x w pixels of each channel filled."""
+    i, j, h, w = sample_boxes(2000, 32, 32, p, scale, ratio, torch.Generator().manual_seed(0))
+    assert torch.equal(h == 0, w == 0), f'{int(((h == 0) != (w == 0)).sum())} boxes have one side 0 and not the other'
+    images = torch.ones(2000, 3, 32, 32)
+    filled = (erase(images, i, j, h, w) == 0).sum(dim=(1, 2, 3))
+    assert torch.equal(filled, 3 * h * w), 'erase() filled other pixels than the boxes say'
+
+
+def test_p_0_erases_nothing_and_p_1_erases_every_image_whose_box_fits():
+    g = torch.Generator().manual_seed(0)
+    _, _, h, _ = sample_boxes(1000, 32, 32, 0.0, (0.02, 0.33), (0.3, 3.3), g)
+    assert (h == 0).all(), f'p = 0, yet {int((h > 0).sum())} of 1000 images were given a box'
+    # a tenth of the image, square: h = w = round(sqrt(102.4)) = 10, which always fits
+    _, _, h, w = sample_boxes(1000, 32, 32, 1.0, (0.1, 0.1), (1.0, 1.0), g)
+    assert (h == 10).all() and (w == 10).all(), f'p = 1: box sides {sorted(set(h.tolist()))}, expected all 10'
+    # half the image at ratio 3: 3 sqrt(512 / 3) = 39 rows, taller than the image; no try ever fits
+    _, _, h, _ = sample_boxes(1000, 32, 32, 1.0, (0.5, 0.5), (3.0, 3.0), g)
+    assert (h == 0).all(), 'a box that cannot fit must leave the image alone'
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16, torch.uint8])
+def test_erasing_keeps_dtype_and_shape(dtype):
+    images = torch.ones(8, 3, 32, 32, dtype=dtype)
+    boxes = sample_boxes(8, 32, 32, 1.0, (0.02, 0.33), (0.3, 3.3), torch.Generator().manual_seed(0))
+    for value in (0, (0, 0, 0)):
+        out = erase(images, *boxes, value)
+        assert (out.dtype, out.shape) == (dtype, images.shape), f'erase() gave {out.dtype} {tuple(out.shape)}'
+    one = RandomErasing(p=1.0)(images[0])
+    assert (one.dtype, one.shape) == (dtype, images[0].shape), f'RandomErasing gave {one.dtype} {tuple(one.shape)}'

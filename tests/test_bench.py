@@ -6,10 +6,11 @@ import sys
 import pytest
 import torch
 
-import train
+import hardware
 from conftest import DEVICES, ROOT
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('device', DEVICES)
 def test_bench_prints_a_row_per_pipeline_and_what_compiling_costs(device):
     # Batches of 50, as in test_train.py's compiled runs: whichever runs second finds the kernels compiled.
@@ -23,4 +24,4 @@ def test_bench_prints_a_row_per_pipeline_and_what_compiling_costs(device):
     if device == 'cuda':  # the card and the precision auto picks for it, as train.py would
         capability = '{}.{}'.format(*torch.cuda.get_device_capability())
         assert f'(compute capability {capability})' in result.stdout.splitlines()[0]
-        assert f'ours ({train.pick_precision(None, "auto", torch.device("cuda"))},' in result.stdout
+        assert f'ours ({hardware.pick_precision("auto", torch.device("cuda"))},' in result.stdout

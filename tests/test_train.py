@@ -2,7 +2,6 @@
 run; a run killed and resumed is the run never interrupted, in every precision; bad input is one
 line and changes nothing. The promises about a device hold on the CPU and, where there is one,
 on a CUDA GPU."""
-import argparse
 import functools
 import json
 import os
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 import data
+import hardware
 import train
 from conftest import CUDA, DEVICES, ROOT, TinyNet, make_cifar
 from schedule import cosine_lr
@@ -83,6 +83,7 @@ def finished_run(reference_run):
     return reference_run('cpu')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('device', DEVICES)
 def test_a_run_learns(reference_run, device):
     """The fake data set's classes are tinted: the network must learn them, on every device."""
@@ -91,13 +92,14 @@ def test_a_run_learns(reference_run, device):
     assert rows[-1]['val_loss'] < rows[0]['val_loss']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('device', DEVICES)
 def test_a_run_writes_every_file_with_every_key(reference_run, cifar_root, device):
     run = reference_run(device)
     config = json.load(open(os.path.join(run, 'config.json')))
     assert {'flags', 'torch', 'device', 'device_name', 'compute_capability', 'git_commit'} <= set(config)
     assert config['flags']['lr'] == 0.02 and config['flags']['erase_p'] == 0.5 and config['torch'] == torch.__version__
-    assert config['flags']['precision'] == train.pick_precision(None, 'auto', torch.device(device))  # auto, as picked
+    assert config['flags']['precision'] == hardware.pick_precision('auto', torch.device(device))  # auto, as picked
     if device == 'cuda':
         assert config['compute_capability'] == '{}.{}'.format(*torch.cuda.get_device_capability())
         assert config['device_name'] == torch.cuda.get_device_name()
@@ -113,6 +115,7 @@ def test_a_run_writes_every_file_with_every_key(reference_run, cifar_root, devic
     assert final_weights(run).keys() == train.ResNet18().state_dict().keys()
 
 
+@pytest.mark.slow
 def test_predictions_are_of_the_split_s_images_and_give_the_run_s_accuracies(finished_run, cifar_root):
     """predictions.pt: every validation and test image by its index in CIFAR-10, its true class and
     the class predicted after the last epoch; their accuracies are the ones the run reported."""
@@ -128,6 +131,7 @@ def test_predictions_are_of_the_split_s_images_and_give_the_run_s_accuracies(fin
         assert right / len(saved[split]['label']) == summary[f'{split}_acc']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('device', DEVICES)
 def test_the_same_flags_give_the_same_run(reference_run, cifar_root, tmp_path, device):
     result = train_py(*FLAGS, *on(device), '--data-dir', cifar_root, '--out', str(tmp_path / 'again'))
@@ -135,6 +139,7 @@ def test_the_same_flags_give_the_same_run(reference_run, cifar_root, tmp_path, d
     assert without_seconds(metrics(tmp_path / 'again')) == without_seconds(metrics(reference_run(device)))
 
 
+@pytest.mark.slow
 def test_another_seed_gives_another_run(finished_run, cifar_root, tmp_path):
     """Its first epoch already differs: another split, other initial weights, another order."""
     result = train_py(*FLAGS, '--epochs', '1', '--seed', '1', '--device', 'cpu', '--data-dir', cifar_root,
@@ -164,6 +169,7 @@ def kill_and_resume(args, out, cifar_root, tiny=False):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('device', DEVICES)
 def test_killed_and_resumed_run_equals_the_run_never_interrupted(reference_run, cifar_root, tmp_path, device):
     out = str(tmp_path / 'killed')
@@ -175,6 +181,7 @@ def test_killed_and_resumed_run_equals_the_run_never_interrupted(reference_run, 
     assert all(torch.equal(saved[0][s]['pred'], saved[1][s]['pred']) for s in ('val', 'test'))
 
 
+@pytest.mark.slow
 def test_fp16_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_root, tmp_path):
     """fp16 with its GradScaler, on the CPU with the small network. The scaler's state is part of
     the run: its step counter since the last overflow decides when the scale next grows, and a
@@ -191,6 +198,7 @@ def test_fp16_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_root
     assert ours['scaler'] == reference['scaler'] and reference['scaler']['_growth_tracker'] == 3 * 200 // 25
 
 
+@pytest.mark.slow
 def test_compile_learns_what_the_eager_model_learns(tmp_path):
     """--compile fuses kernels, so its sums round in another order: the same run, to rounding.
     fp32, so that rounding is ~1e-7 and not bf16's ~1e-3; one batch shape, so it compiles fast.
@@ -208,6 +216,7 @@ def test_compile_learns_what_the_eager_model_learns(tmp_path):
             assert ours[key] == pytest.approx(reference[key], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_compiled_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_root, tmp_path):
     """A plain --resume keeps --compile, and each batch shape keeps its own kernels (75 images in
     batches of 50: a last batch of 25), so the resumed run rounds exactly as the original."""
@@ -237,6 +246,7 @@ def test_deterministic_chooses_repeatable_kernels_and_otherwise_lets_cudnn_time_
         torch.use_deterministic_algorithms(False)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path):
     out = str(tmp_path / 'interrupted')
     proc = train_py(*FLAGS, '--device', 'cpu', '--data-dir', cifar_root, '--out', out, wait=False)
@@ -248,6 +258,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path
     assert torch.load(os.path.join(out, 'checkpoint.pt'), weights_only=True)['epoch'] >= 1
 
 
+@pytest.mark.slow
 def test_an_occupied_folder_is_refused_and_left_as_it_was(finished_run, cifar_root):
     before = snapshot(finished_run)
     result = train_py(*FLAGS, '--device', 'cpu', '--data-dir', cifar_root, '--out', finished_run)
@@ -255,6 +266,7 @@ def test_an_occupied_folder_is_refused_and_left_as_it_was(finished_run, cifar_ro
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.slow
 def test_force_starts_over(cifar_root, tmp_path):
     out = str(tmp_path / 'forced')
     args = [*QUICK, '--data-dir', cifar_root, '--out', out]
@@ -283,7 +295,6 @@ def one_line_error(capsys, argv, status=2):
     (['--erase-scale', '0.5', '1.5'], '--erase-scale'), (['--erase-scale', '0.5'], '--erase-scale'),
     (['--erase-ratio', '3.3', '0.3'], '--erase-ratio'), (['--erase-ratio', '-1', '2'], '--erase-ratio'),
     (['--train-subset', '0'], '--train-subset'), (['--eval-subset', '-5'], '--eval-subset'),
-    (['--train-subset', '201'], '--train-subset'), (['--eval-subset', '51'], '--eval-subset'),
     (['--precision', 'fp8'], '--precision'), (['--device', 'tpu'], '--device'), (['--device', 'mps'], '--device'),
     (['--device', 'cuda:x'], '--device'), (['--lrate', '0.1'], '--lrate'),
     (['--seed', '-1'], '--seed'),
@@ -295,6 +306,15 @@ def test_each_bad_flag_is_one_line_and_status_2(capsys, cifar_root, tmp_path, fl
     assert not out.exists()
 
 
+@pytest.mark.parametrize('flags', [['--train-subset', '201'], ['--eval-subset', '51']])
+def test_a_subset_larger_than_the_data_is_one_line_and_status_1(capsys, cifar_root, tmp_path, flags):
+    """Only the data set knows how many images there are: 200 training images in the fake one."""
+    out = tmp_path / 'never'
+    err = one_line_error(capsys, flags + ['--data-dir', cifar_root, '--out', str(out), '--device', 'cpu'], status=1)
+    assert flags[0] in err and 'more than the' in err and not out.exists()
+
+
+@pytest.mark.slow
 def test_bad_flag_from_the_shell_prints_no_traceback(cifar_root):
     result = train_py('--erase-p', '2', '--data-dir', cifar_root)
     assert result.returncode == 2 and result.stderr.splitlines() == [
@@ -316,6 +336,7 @@ def test_truncated_batch_file_is_one_line_and_writes_nothing(capsys, tmp_path):
     assert 'test_batch is not a CIFAR-10 batch file' in err and not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_configuration_is_refused(capsys, finished_run, cifar_root, tmp_path):
     other = str(tmp_path / 'other')
     assert train_py(*QUICK, '--data-dir', cifar_root, '--out', other).returncode == 0
@@ -327,6 +348,7 @@ def test_checkpoint_of_another_configuration_is_refused(capsys, finished_run, ci
     assert 'another configuration' in err and snapshot(other) == before
 
 
+@pytest.mark.slow
 def test_unreadable_checkpoint_is_refused(capsys, cifar_root, tmp_path):
     out = str(tmp_path / 'broken')
     assert train_py(*QUICK, '--data-dir', cifar_root, '--out', out).returncode == 0
@@ -338,6 +360,7 @@ def test_unreadable_checkpoint_is_refused(capsys, cifar_root, tmp_path):
     assert 'unreadable' in err and snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_checkpoint_from_an_older_train_py_is_refused(capsys, cifar_root, tmp_path):
     """One without the fp16 scaler's state and the last predictions, as train.py wrote them before."""
     out = str(tmp_path / 'old')
@@ -351,6 +374,7 @@ def test_checkpoint_from_an_older_train_py_is_refused(capsys, cifar_root, tmp_pa
     assert 'has no scaler, val_pred: it is from an older train.py' in err and snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_resume_refuses_flags_that_contradict_the_run(capsys, finished_run, cifar_root):
     before = snapshot(finished_run)
     os.rename(os.path.join(finished_run, 'summary.json'), os.path.join(finished_run, 'summary.bak'))
@@ -381,14 +405,15 @@ def simulate_gpus(monkeypatch, name, capability, count=1, hip=None):
 @pytest.mark.parametrize('name, capability, expected', CARDS)
 def test_auto_precision_goes_by_the_card_s_tensor_cores(monkeypatch, name, capability, expected):
     simulate_gpus(monkeypatch, name, capability)
-    device = train.pick_device(train.build_parser(), 'auto')
-    assert device.type == 'cuda' and train.pick_precision(train.build_parser(), 'auto', device) == expected
-    assert train.describe_device(device) == {'device_name': name, 'compute_capability': '{}.{}'.format(*capability)}
+    device = hardware.pick_device('auto')
+    assert device.type == 'cuda' and hardware.pick_precision('auto', device) == expected
+    described = hardware.describe(device)
+    assert (described['device_name'], described['compute_capability']) == (name, '{}.{}'.format(*capability))
 
 
 def test_auto_precision_on_rocm_is_bf16(monkeypatch):
     simulate_gpus(monkeypatch, 'AMD Instinct MI250X', (9, 0), hip='6.2')
-    assert train.pick_precision(train.build_parser(), 'auto', torch.device('cuda')) == 'bf16'
+    assert hardware.pick_precision('auto', torch.device('cuda')) == 'bf16'
 
 
 def test_bf16_on_a_card_without_bf16_tensor_cores_is_one_line(capsys, monkeypatch, tmp_path):
@@ -404,7 +429,7 @@ def test_a_gpu_the_machine_lacks_is_one_line(capsys, monkeypatch, tmp_path):
 
 
 def skip_without_bf16_tensor_cores(device, precision):
-    """bf16 on a GPU that train.pick_precision would refuse it on (a T4, a V100): nothing to test."""
+    """bf16 on a GPU that hardware.pick_precision would refuse it on (a T4, a V100): nothing to test."""
     if device == 'cuda' and precision == 'bf16' and torch.cuda.get_device_capability() < (8, 0):
         pytest.skip('this GPU has no bf16 tensor cores')
 
@@ -412,8 +437,7 @@ def skip_without_bf16_tensor_cores(device, precision):
 def built_tiny(monkeypatch, device, precision, lr=0.05):
     """train.build's model, optimizer and scaler, with TinyNet in place of ResNet-18."""
     monkeypatch.setattr(train, 'ResNet18', TinyNet)
-    args = argparse.Namespace(seed=0, compile=False, lr=lr, momentum=0.9, wd=5e-4, precision=precision)
-    return train.build(args, torch.device(device))
+    return train.build(0, lr, 0.9, 5e-4, precision, torch.device(device))
 
 
 @pytest.mark.parametrize('device', DEVICES)
@@ -422,7 +446,7 @@ def test_fp16_steps_skip_overflows_as_gradscaler_s_reference_path_does(monkeypat
     torch's reference path, the default SGD with GradScaler reading the flag on the host, must reach
     the same weights through batches whose fp16 activations overflow: the first, and a later one."""
     model, _, optimizer, scaler = built_tiny(monkeypatch, device, 'fp16')
-    reference = TinyNet().to(device, memory_format=train.MEMORY_FORMAT)
+    reference = TinyNet().to(device, memory_format=hardware.MEMORY_FORMAT)
     reference.load_state_dict(model.state_dict())
     plain_sgd = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     plain_scaler = torch.amp.GradScaler(device)
@@ -430,9 +454,9 @@ def test_fp16_steps_skip_overflows_as_gradscaler_s_reference_path_does(monkeypat
     batches = [(torch.randn(16, 3, 32, 32, generator=g) * (1e6 if step in (0, 3) else 1),
                 torch.randint(0, 10, (16,), generator=g)) for step in range(6)]  # 1e6: past fp16's 65504
     batches = [(x.to(device), y.to(device)) for x, y in batches]
-    autocast = functools.partial(train.autocast_for, torch.device(device), 'fp16')
-    train.train_one_epoch(model, optimizer, scaler, batches, 96, autocast)
-    train.train_one_epoch(reference, plain_sgd, plain_scaler, batches, 96, autocast)
+    autocast = functools.partial(hardware.autocast_for, torch.device(device), 'fp16')
+    train.train_one_epoch(model, optimizer, scaler, batches, autocast)
+    train.train_one_epoch(reference, plain_sgd, plain_scaler, batches, autocast)
     assert scaler.get_scale() == plain_scaler.get_scale() == 2.0 ** 14  # halved once per overflow
     for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
@@ -446,19 +470,17 @@ def test_half_precision_learns_what_fp32_learns(monkeypatch, cifar_root, device,
     precision auto picks in test_a_run_learns). The first epoch's loss agrees to 2%, and after
     three both have learned as much, to 10%."""
     skip_without_bf16_tensor_cores(device, precision)
-    parser = train.build_parser()
     results = {}
     for p in ('fp32', precision):
-        args = parser.parse_args(['--lr', '0.02', '--batch-size', '25', '--precision', p, '--data-dir', cifar_root])
         dev = torch.device(device)
-        split, _, _, mean, std = train.load_splits(parser, args, dev)
-        model, _, optimizer, scaler = built_tiny(monkeypatch, device, p, lr=args.lr)
+        split, _, _, mean, std = data.load_splits(cifar_root, 0, dev)
+        model, _, optimizer, scaler = built_tiny(monkeypatch, device, p, lr=0.02)
         order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=dev).manual_seed(1)
-        autocast = functools.partial(train.autocast_for, dev, p)
+        autocast = functools.partial(hardware.autocast_for, dev, p)
         results[p] = []
         for _ in range(3):
-            batches = train.training_batches(split.x, split.y, mean, std, args, order_gen, augment_gen)
-            results[p].append(train.train_one_epoch(model, optimizer, scaler, batches, len(split.y), autocast))
+            batches = train.training_batches(split.x, split.y, mean, std, 25, order_gen, augment_gen)
+            results[p].append(train.train_one_epoch(model, optimizer, scaler, batches, autocast))
     (first, _), (last, last_acc) = results[precision][0], results[precision][-1]
     assert first == pytest.approx(results['fp32'][0][0], rel=0.02)
     assert last == pytest.approx(results['fp32'][-1][0], rel=0.1) and last_acc == pytest.approx(results['fp32'][-1][1], abs=0.05)
@@ -472,12 +494,10 @@ def test_an_epoch_waits_for_the_gpu_only_to_read_its_sums(precision):
     the GPU as often as an epoch of 1 (torch's sync debug mode warns at each wait)."""
     skip_without_bf16_tensor_cores('cuda', precision)
     device = torch.device('cuda')
-    args = argparse.Namespace(seed=0, compile=False, lr=0.05, momentum=0.9, wd=5e-4, precision=precision, batch_size=32,
-                              no_crop_flip=False, erase_p=1.0, erase_scale=(0.02, 0.33), erase_ratio=(0.3, 3.3))
-    model, _, optimizer, scaler = train.build(args, device)
+    model, _, optimizer, scaler = train.build(0, 0.05, 0.9, 5e-4, precision, device)
     mean, std = torch.full((3,), 0.5, device=device), torch.full((3,), 0.25, device=device)
     order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
-    autocast = functools.partial(train.autocast_for, device, precision)
+    autocast = functools.partial(hardware.autocast_for, device, precision)
 
     def waits(batches):
         images = torch.randint(0, 256, (32 * batches, 3, 32, 32), dtype=torch.uint8, device=device)
@@ -487,8 +507,8 @@ def test_an_epoch_waits_for_the_gpu_only_to_read_its_sums(precision):
             warnings.simplefilter('always')
             torch.cuda.set_sync_debug_mode('warn')
             try:
-                epoch = train.training_batches(images, labels, mean, std, args, order_gen, augment_gen)
-                train.train_one_epoch(model, optimizer, scaler, epoch, len(labels), autocast)
+                epoch = train.training_batches(images, labels, mean, std, 32, order_gen, augment_gen, erase_p=1.0)
+                train.train_one_epoch(model, optimizer, scaler, epoch, autocast)
             finally:
                 torch.cuda.set_sync_debug_mode('default')
         return sum('synchroniz' in str(w.message) for w in caught)
@@ -516,6 +536,7 @@ def run_in_a_terminal(args):
     return printed.decode()
 
 
+@pytest.mark.slow
 def test_progress_is_one_line_rewritten_in_a_terminal_and_absent_from_logs(cifar_root, tmp_path):
     args = ['--epochs', '1', '--train-subset', '50', '--eval-subset', '10', '--batch-size', '10', '--device', 'cpu',
             '--data-dir', cifar_root]

@@ -1,0 +1,113 @@
+"""The hardware a run computes on: the device, the precision, and what config.json records of them.
+
+Precision. Autocast runs the convolutions and matrix products in 16 bits, where the hardware
+has units for them (tensor cores on a GPU, AMX or AVX512-BF16 on a CPU); the weights and SGD's
+momentum stay fp32, so the small updates of a late epoch are not lost to a 16-bit mantissa.
+The two 16-bit formats split their bits differently:
+
+    bf16   8 exponent bits, fp32's range (1e-38 to 3e38), a coarse mantissa
+    fp16   5 exponent bits: nothing above 65,504, and below 6e-5 it loses precision until,
+           at 6e-8, it reaches zero
+
+Many gradients are smaller than fp16 can hold, so fp16 needs a loss scaler and bf16 does not.
+torch.amp.GradScaler multiplies the loss, and so every gradient, by a large power of two
+(65,536 to start) before backward, which lifts them into fp16's range, and divides them again
+inside the optimizer's step. A step whose gradients overflowed (inf or nan) is skipped and the
+scale halved; after 2,000 clean steps the scale doubles. In fp32 and bf16 the scaler is off.
+
+Which precision `auto` picks goes by what the hardware computes natively (pick_precision); a
+precision it would only emulate is slower than fp32. On 2 cores of an AMD EPYC with
+AVX512-BF16, one epoch of 2,048 images took 17.5 s in bf16 against 36 s in fp32 (measured
+with train.py, torch 2.14.1; README, Speed).
+"""
+import os
+import platform
+import socket
+
+import torch
+
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+HALF = {'bf16': torch.bfloat16, 'fp16': torch.float16}  # autocast's dtype for each half precision
+# Channels-last (NHWC) memory is the layout cuDNN's tensor-core convolutions and oneDNN's CPU ones
+# compute in: with NCHW tensors they would convert at every layer. Expected to be faster, as
+# PyTorch's performance guide says; not measured against NCHW in this project. It changes no result.
+MEMORY_FORMAT = torch.channels_last
+
+
+def pick_device(name):
+    """The torch.device that --device names: auto is the GPU when torch sees one."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ('cpu', 'cuda'):
+        raise ValueError(f'--device must be auto, cpu, cuda or cuda:N, got {name}')
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'--device {name}: this machine has no CUDA GPU that torch can use')
+    count = torch.cuda.device_count() if device.type == 'cuda' else 0
+    if device.type == 'cuda' and device.index is not None and device.index >= count:
+        raise ValueError(f'--device {name}: this machine has {count} CUDA GPU{"s" * (count > 1)}, '
+                         f'cuda:0 to cuda:{count - 1}')
+    return device
+
+
+def cpu_computes_bf16():
+    """True where the CPU has bf16 matrix instructions (AMX or AVX512-BF16); elsewhere bf16 is
+    emulated, and slower than fp32."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = f.read()
+    except OSError:  # not Linux: assume no
+        return False
+    return 'amx_bf16' in flags or 'avx512_bf16' in flags
+
+
+def pick_precision(precision, device):
+    """The precision a run computes in: the one --precision names, or for auto the fastest that
+    the hardware computes natively. A CUDA card's compute capability says which tensor cores it has:
+        8.0 and up   A100, RTX 30xx/40xx, L4, H100: bf16 tensor cores; bf16
+        7.x          V100, T4, RTX 20xx: fp16 tensor cores only; fp16 with a GradScaler
+        below 7.0    P100, GTX 10xx: no tensor cores; fp32
+    AMD GPUs (ROCm, which torch also calls cuda) get bf16; a CPU gets bf16 where it has bf16
+    matrix instructions, else fp32. torch.cuda.is_bf16_supported() is no guide: by default it
+    also says yes where bf16 is only emulated, as on a T4."""
+    on_nvidia = device.type == 'cuda' and not torch.version.hip
+    capability = torch.cuda.get_device_capability(device) if on_nvidia else None
+    if precision == 'auto':
+        if capability:
+            return 'bf16' if capability >= (8, 0) else 'fp16' if capability >= (7, 0) else 'fp32'
+        return 'bf16' if device.type == 'cuda' or cpu_computes_bf16() else 'fp32'
+    if precision == 'bf16' and capability and capability < (8, 0):
+        raise ValueError(f'--precision bf16: the {torch.cuda.get_device_name(device)} (compute capability '
+                         f'{capability[0]}.{capability[1]}) has no bf16 tensor cores; use fp16 or auto')
+    return precision
+
+
+def autocast_for(device, precision):
+    """bf16 or fp16 autocast for a half precision, else a context that changes nothing."""
+    return torch.autocast(device.type, dtype=HALF.get(precision), enabled=precision in HALF)
+
+
+def set_determinism(deterministic):
+    """--deterministic: CUDA kernels that sum in a fixed order, so that a run repeats to the last
+    digit. Otherwise cuDNN times its algorithms for these shapes once and keeps the fastest, whose
+    order of summation may differ from one run to the next. The CPU is repeatable either way."""
+    if deterministic:  # cuBLAS needs this set before its first use to be repeatable
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def describe(device):
+    """What config.json records of the hardware: the device's name, a CUDA card's compute
+    capability, the GPUs the run was allowed to see, and the machine (on a cluster, which node)."""
+    if device.type == 'cuda':
+        major, minor = torch.cuda.get_device_capability(device)
+        name, capability = torch.cuda.get_device_name(device), f'{major}.{minor}'
+    else:
+        name, capability = platform.processor() or platform.machine(), None
+    return {'device_name': name, 'compute_capability': capability,
+            'cuda_visible_devices': os.environ.get('CUDA_VISIBLE_DEVICES'), 'host': socket.gethostname()}

@@ -1,0 +1,237 @@
+"""A run's folder: what a run writes, how it continues after an interruption, and how it is read back.
+
+Every run has a folder of its own (train.py --out), and this module is the one place that knows
+its format. train.py writes it; report.py reads it.
+
+    config.json     every flag (--precision as auto picked it), the sizes of the splits and the
+                    training mean and std, the torch version, the device and the machine, the git commit
+    metrics.jsonl   one JSON line per finished epoch: epoch, lr, train_loss, train_acc, val_loss, val_acc, seconds
+    checkpoint.pt   everything the next epoch depends on, rewritten after every epoch
+    predictions.pt  the final predicted class of every validation and test image, by index
+    summary.json    the final numbers; written last, so a folder with a summary holds a finished run
+
+A folder with a checkpoint and no summary holds an interrupted run, which `--resume` continues
+exactly: the resumed run's metrics and weights are those of the run never interrupted. That
+takes the same flags, so --resume reads them from config.json (TRAINING_FLAGS), and the
+checkpoint must hold every state that changes from step to step: the weights, SGD's momentum,
+fp16's loss scale, and the random generators of the data order and of the augmentations.
+
+Files are replaced atomically (write_atomic): a kill at any moment leaves the old file or the
+new one, never half of one.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+
+import torch
+
+import hardware
+
+# The flags that define what a run learns, and so the run itself: config.json and the checkpoint
+# must agree on them, --resume takes them from config.json, and a run's default folder is named
+# after them. Every other flag says where or how the run computes, and may change on --resume.
+TRAINING_FLAGS = ('lr', 'epochs', 'batch_size', 'momentum', 'cosine', 'wd', 'erase_p', 'erase_scale',
+                  'erase_ratio', 'no_crop_flip', 'seed', 'train_subset', 'eval_subset', 'precision')
+# How it computes: compiled or deterministic kernels round differently from the others, so
+# --resume keeps the run's own unless they are given again.
+KEPT_ON_RESUME = ('compile', 'deterministic')
+CHECKPOINT_KEYS = {'config', 'device_type', 'epoch', 'model', 'optimizer', 'scaler', 'rng', 'metrics', 'val_pred'}
+
+
+class RunError(Exception):
+    """A run cannot start or continue; the message says why and what to do."""
+
+
+def training_flags(args):
+    return {name: getattr(args, name) for name in TRAINING_FLAGS}
+
+
+def default_out(args, default):
+    """runs/ and the training flags that differ from their default(name), e.g. runs/lr0.1-epochs15."""
+    parts = []
+    for name, value in training_flags(args).items():
+        flag = name.replace('_', '-')
+        if value == default(name):
+            continue
+        elif value is True:
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts.append(flag + '-'.join(str(v) for v in value))
+        else:
+            parts.append(f'{flag}{value}')
+    return os.path.join('runs', '-'.join(parts) or 'baseline')
+
+
+def given_flags(parser, argv):
+    """The flags written on the command line, as {dest: value}, without the defaults:
+    argparse leaves alone every attribute that the namespace it fills already has."""
+    unset = object()
+    names = vars(parser.parse_args(argv))
+    given = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(names, unset)))
+    return {name: value for name, value in vars(given).items() if value is not unset}
+
+
+def take_saved_flags(args, given):
+    """--resume: the run's own flags, from its config.json, into args. A training flag given again
+    must agree with the run's; KEPT_ON_RESUME keep the run's values unless given again."""
+    try:
+        with open(os.path.join(args.out, 'config.json')) as f:
+            saved = json.load(f)['flags']
+    except FileNotFoundError:
+        raise ValueError(f'nothing to resume in {args.out}: it has no config.json') from None
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f'cannot resume: {args.out}/config.json is unreadable ({e})') from None
+    clash = [k for k in TRAINING_FLAGS if k in given and given[k] != saved.get(k)]
+    if clash:
+        raise ValueError(f'--resume uses the flags the run in {args.out} was started with; '
+                         f'--{clash[0].replace("_", "-")} {given[clash[0]]} differs from its {saved.get(clash[0])}')
+    vars(args).update({k: saved[k] for k in TRAINING_FLAGS if k in saved})
+    vars(args).update({k: saved[k] for k in KEPT_ON_RESUME if k in saved and k not in given})
+
+
+def state(out):
+    """'finished' (it has a summary), 'interrupted' (a checkpoint and no summary), or 'not started'."""
+    if os.path.exists(os.path.join(out, 'summary.json')):
+        return 'finished'
+    return 'interrupted' if os.path.exists(os.path.join(out, 'checkpoint.pt')) else 'not started'
+
+
+def prepare(out, resume, force):
+    """What to do with the folder, decided before anything is written into it: 'start', 'resume',
+    or 'finished' (--resume of a run that has its summary). ValueError if the flags don't fit it."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f'--out {out} is a file, not a folder')
+    now = state(out)
+    if resume:
+        if now == 'not started':
+            raise ValueError(f'{out} has no checkpoint.pt to resume; start the run without --resume')
+        return 'finished' if now == 'finished' else 'resume'
+    if now != 'not started' and not force:
+        raise ValueError(f'{out} already holds a run: add --resume to continue it, or --force to start over')
+    return 'start'
+
+
+def start(args, device, sizes, mean, std):
+    """A fresh run's folder: an earlier run's files go (--force), config.json is written."""
+    os.makedirs(args.out, exist_ok=True)
+    for name in ('checkpoint.pt', 'predictions.pt', 'summary.json', 'metrics.jsonl'):
+        if os.path.exists(os.path.join(args.out, name)):
+            os.remove(os.path.join(args.out, name))
+    write_json(os.path.join(args.out, 'config.json'), {
+        'flags': vars(args), 'torch': torch.__version__, 'device': str(device), **hardware.describe(device),
+        'git_commit': git_commit(), 'python': platform.python_version(), 'started': now(),
+        'sizes': dict(zip(('train', 'val', 'test'), sizes)), 'mean': mean.tolist(), 'std': std.tolist()})
+
+
+def save_epoch(out, metrics, checkpoint):
+    """After an epoch: its checkpoint, then its line of metrics.jsonl. A kill between the two
+    leaves a checkpoint one epoch ahead, which restore() mends."""
+    write_atomic(os.path.join(out, 'checkpoint.pt'), lambda f: torch.save(checkpoint, f))
+    with open(os.path.join(out, 'metrics.jsonl'), 'a') as f:
+        f.write(json.dumps(metrics) + '\n')
+
+
+def checkpoint(args, device, model, optimizer, scaler, order_gen, augment_gen, history, val_pred):
+    """Everything the next epoch depends on, so that --resume continues exactly, and the last
+    validation predictions (for predictions.pt, should the run be killed after its last epoch)."""
+    rng = {'torch': torch.get_rng_state(), 'order': order_gen.get_state(), 'augment': augment_gen.get_state(),
+           'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None}
+    return {'config': training_flags(args), 'device_type': device.type, 'epoch': len(history),
+            'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
+            'rng': rng, 'metrics': history, 'val_pred': val_pred.cpu()}
+
+
+def restore(args, device, model, optimizer, scaler, order_gen, augment_gen):
+    """Load the checkpoint into the run, after checking it belongs to it: the same training flags,
+    the same kind of device. Rewrites metrics.jsonl to hold exactly the checkpoint's epochs.
+    Returns the metrics so far and the last validation predictions."""
+    path = os.path.join(args.out, 'checkpoint.pt')
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise RunError(f'{path} is unreadable ({type(e).__name__}: {e}); start over with --force') from None
+    missing = CHECKPOINT_KEYS - set(state)
+    if missing:
+        raise RunError(f'{path} has no {", ".join(sorted(missing))}: it is from an older train.py; start over with --force')
+    if state['config'] != training_flags(args):
+        diff = ', '.join(k for k in state['config'] if state['config'][k] != training_flags(args).get(k))
+        raise RunError(f'{path} is from another configuration (differs in: {diff}); start over with --force')
+    if state['device_type'] != device.type:
+        raise RunError(f'{path} was made on {state["device_type"]}: resume it with --device {state["device_type"]}')
+    model.load_state_dict(state['model'])
+    optimizer.load_state_dict(state['optimizer'])
+    scaler.load_state_dict(state['scaler'])
+    torch.set_rng_state(state['rng']['torch'].cpu())
+    if device.type == 'cuda':
+        torch.cuda.set_rng_state(state['rng']['cuda'].cpu(), device)
+    order_gen.set_state(state['rng']['order'].cpu())
+    augment_gen.set_state(state['rng']['augment'].cpu())
+    write_atomic(os.path.join(args.out, 'metrics.jsonl'),
+                 lambda f: f.write(''.join(json.dumps(m) + '\n' for m in state['metrics']).encode()))
+    return state['metrics'], state['val_pred'].to(device)
+
+
+def finish(out, summary, splits):
+    """predictions.pt, then summary.json, last: a run with a summary is finished.
+
+    predictions.pt has, for each split, every image's index, true class and predicted class, so
+    that two runs can be compared image by image (report.py, McNemar's test). 10,000 images take
+    100 kB: int64 indices, int8 classes."""
+    write_atomic(os.path.join(out, 'predictions.pt'), lambda f: torch.save({
+        name: {'index': split.idx, 'label': split.y.to(torch.int8).cpu(), 'pred': pred.cpu()}
+        for name, (split, pred) in splits.items()}, f))
+    write_json(os.path.join(out, 'summary.json'), summary | {'finished': now()})
+
+
+def read(folder):
+    """A run's files as written: {'folder', 'config', 'metrics', 'summary'}; the summary is None
+    while the run is unfinished. None for a folder without config.json and a first epoch."""
+    def load(name, lines=False):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()] if lines else json.load(f)
+    run = {'folder': folder, 'config': load('config.json'), 'metrics': load('metrics.jsonl', lines=True),
+           'summary': load('summary.json')}
+    return run if run['config'] and run['metrics'] else None
+
+
+def read_predictions(folder):
+    """The validation predictions a finished run saved, or None."""
+    path = os.path.join(folder, 'predictions.pt')
+    return torch.load(path, weights_only=True)['val'] if os.path.exists(path) else None
+
+
+def now():
+    return time.strftime('%Y-%m-%dT%H:%M:%S%z')
+
+
+def git_commit():
+    """The commit this code is at, with -dirty if it has uncommitted changes; 'unknown' outside git."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+    return commit + ('-dirty' if dirty else '')
+
+
+def write_atomic(path, write):
+    """write(f) into path.tmp, then rename it over path: a kill at any moment leaves either the
+    old file or the new one, never half of one."""
+    tmp = path + '.tmp'
+    with open(tmp, 'wb') as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    write_atomic(path, lambda f: f.write((json.dumps(obj, indent=1) + '\n').encode()))
