@@ -417,7 +417,7 @@ def tables(args, found, train_y):
     return ['tables.md']
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--runs', default='runs', help='folder of the runs (default: %(default)s)')
     parser.add_argument('--out', default='figures', help='folder for the PNG files and tables.md (default: %(default)s)')
@@ -427,7 +427,7 @@ def main():
     only = parser.add_mutually_exclusive_group()
     only.add_argument('--tables', action='store_true', help='make only figures/tables.md')
     only.add_argument('--figures', action='store_true', help='make only the figures')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with open(os.path.join(HERE, 'report_results.json')) as f:
         report = json.load(f)
     os.makedirs(args.out, exist_ok=True)

@@ -1,7 +1,11 @@
-"""Tiny CIFAR-10 stand-ins written in the official on-disk format, so the tests run the real
-loading code without the real data set or a network."""
+"""What the tests share: tiny CIFAR-10 stand-ins written in the official on-disk format, so the
+tests run the real loading code without the real data set or a network; TinyNet, a stand-in for
+ResNet-18 where it is too slow; and train.py run in a process of its own."""
+import json
 import os
 import pickle
+import signal
+import subprocess
 import sys
 
 import pytest
@@ -11,6 +15,7 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: trains ResNet-18 in a process of its own, or compiles it; '
@@ -76,3 +81,35 @@ class TinyNet(nn.Module):
 
     def forward(self, x):
         return self.fc(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
+
+
+# train.main with TinyNet in place of ResNet-18, in a process of its own.
+WITH_TINY_NET = ('import sys; sys.path[:0] = [{!r}, {!r}]; import train; from conftest import TinyNet; '
+                 'train.ResNet18 = TinyNet; train.main(sys.argv[1:])').format(ROOT, os.path.join(ROOT, 'tests'))
+
+
+def train_py(*args, wait=True, tiny=False, env=None):
+    """train.py in a process of its own, with its arguments; with TinyNet for ResNet-18 if tiny.
+    wait=False returns the running process, with SIGINT at its default, as a terminal's would be
+    (a background job of the shell that runs the tests would have it ignored)."""
+    cmd = [sys.executable, *(['-c', WITH_TINY_NET] if tiny else [os.path.join(ROOT, 'train.py')]), *args]
+    env = os.environ | (env or {})
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def metrics(out):
+    """A run's metrics.jsonl, a dict per epoch."""
+    with open(os.path.join(out, 'metrics.jsonl')) as f:
+        return [json.loads(line) for line in f]
+
+
+def without_seconds(rows):
+    return [{k: v for k, v in row.items() if k != 'seconds'} for row in rows]
+
+
+def snapshot(folder):
+    """Every file of a folder and its bytes: to show that nothing was changed."""
+    return {name: open(os.path.join(folder, name), 'rb').read() for name in sorted(os.listdir(folder))}

@@ -105,7 +105,8 @@ def total_variation(a, b):
 
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('p, scale, ratio', [(0.5, (0.02, 0.33), (0.3, 3.3)), (1.0, (0.33, 0.67), (0.3, 3.3)),
-                                             (0.8, (0.02, 0.33), (0.2, 5.0)), (1.0, (0.5, 0.9), (0.9, 1.1))])
+                                             (0.8, (0.02, 0.33), (0.2, 5.0)), (1.0, (0.5, 0.9), (0.9, 1.1)),
+                                             (1.0, (0.02, 0.33), (1.0, 3.3))])  # the last: tall boxes only
 def test_batch_boxes_follow_torchvisions_distribution(p, scale, ratio, device):
     n = 20000
     ours = torch.stack(sample_boxes(n, 32, 32, p, scale, ratio, torch.Generator(device=device).manual_seed(1))).cpu()
@@ -190,3 +191,12 @@ def test_erasing_keeps_dtype_and_shape(dtype):
         assert (out.dtype, out.shape) == (dtype, images.shape), f'erase() gave {out.dtype} {tuple(out.shape)}'
     one = RandomErasing(p=1.0)(images[0])
     assert (one.dtype, one.shape) == (dtype, images[0].shape), f'RandomErasing gave {one.dtype} {tuple(one.shape)}'
+
+
+def test_the_ratio_is_height_over_width():
+    """r = h / w: a ratio range above 1 gives boxes taller than wide, below 1 wider than tall."""
+    g = torch.Generator().manual_seed(0)
+    _, _, h, w = sample_boxes(2000, 32, 32, 1.0, (0.05, 0.2), (2.0, 3.3), g)
+    assert (h >= w).all(), f'ratio (2.0, 3.3): {int((h < w).sum())} of 2000 boxes are wider than tall'
+    _, _, h, w = sample_boxes(2000, 32, 32, 1.0, (0.05, 0.2), (0.3, 0.5), g)
+    assert (h <= w).all(), f'ratio (0.3, 0.5): {int((h > w).sum())} of 2000 boxes are taller than wide'

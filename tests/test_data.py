@@ -1,6 +1,7 @@
 """data.py promises CIFAR-10 read from the official batch files, an exact class-balanced seeded
 split, class-balanced subsets, and normalising statistics of the training split."""
 import hashlib
+import math
 import os
 import pickle
 import tarfile
@@ -166,3 +167,59 @@ def test_channel_stats_match_numpy_in_float64():
     z = normalize(images, mean, std)
     torch.testing.assert_close(z.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)
+
+
+def test_every_run_holds_out_a_fifth_of_each_class_as_in_the_report():
+    """CIFAR-10's 5,000 training images of each class: 4,000 to train on and 1,000 to validate."""
+    train_idx, val_idx = data.split_for(cifar_like_labels(), seed=0)
+    assert (len(train_idx), len(val_idx)) == (40_000, 10_000)
+
+
+def test_channel_stats_by_hand():
+    """Two one-pixel images: channel 0 is 0 and 255, so its values are 0 and 1 on the 0-1 scale,
+    mean 1/2, and standard deviation sqrt(((1/2)^2 + (1/2)^2) / (2 - 1)) = 0.7071 with Bessel's
+    correction (torch.std's default; without it, 0.5). Channels 1 and 2 are constant: std 0."""
+    images = torch.tensor([[0, 51, 51], [255, 51, 51]], dtype=torch.uint8).view(2, 3, 1, 1)
+    mean, std = channel_stats(images)
+    torch.testing.assert_close(mean, torch.tensor([0.5, 0.2, 0.2]))
+    torch.testing.assert_close(std, torch.tensor([math.sqrt(0.5), 0.0, 0.0]))
+
+
+def test_table1_counts_and_shares_by_hand():
+    """Three classes in a split of 10 training and 4 validation images: airplane 5 of 10 (50.0%)
+    and 1 of 4 (25.0%), automobile 3 (30.0%) and 2 (50.0%), bird 2 (20.0%) and 1 (25.0%)."""
+    labels = torch.tensor([0] * 6 + [1] * 5 + [2] * 3)
+    train_idx = torch.tensor([0, 1, 2, 3, 4, 6, 7, 8, 12, 13])
+    val_idx = torch.tensor([5, 9, 10, 11])
+    table = data.class_table(labels, train_idx, val_idx).splitlines()
+    assert '| airplane | 5 | 50.0 | 1 | 25.0 |' in table
+    assert '| automobile | 3 | 30.0 | 2 | 50.0 |' in table
+    assert '| bird | 2 | 20.0 | 1 | 25.0 |' in table
+    assert '| cat | 0 | 0.0 | 0 | 0.0 |' in table
+    assert table[-1] == '| total | 10 | 100.0 | 4 | 100.0 |'
+
+
+def test_normalisation_comes_from_the_training_split_alone(tmp_path):
+    """The mean and std a run normalises with are those of its training split, computed here in
+    float64: the validation images, which it is judged on, must not shape its inputs. They are
+    made white here, so that any leak of theirs shows."""
+    train_x, train_y, test_x, test_y = make_cifar(str(tmp_path))
+    train_idx, val_idx = data.split_for(train_y, 0)
+    train_x[val_idx] = 255
+    folder = tmp_path / data.FOLDER
+    for k, name in enumerate(data.TRAIN_BATCHES):
+        write_batch(folder / name, train_x[50 * k:50 * (k + 1)], train_y[50 * k:50 * (k + 1)])
+    _, _, _, mean, std = data.load_splits(str(tmp_path), 0, torch.device('cpu'), train_subset=50)
+    pixels = train_x[train_idx].numpy().astype(np.float64) / 255
+    np.testing.assert_allclose(mean.numpy(), pixels.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(std.numpy(), pixels.std(axis=(0, 2, 3), ddof=1), rtol=1e-5)
+
+
+def test_splits_are_on_the_device_with_their_indices(cifar_root):
+    train_split, val, test, _, _ = data.load_splits(cifar_root, 1, torch.device('cpu'), eval_subset=20)
+    train_x, train_y, test_x, test_y = load_cifar10(cifar_root, download=False)
+    train_idx, val_idx = data.split_for(train_y, 1)
+    assert torch.equal(train_split.idx, train_idx) and torch.equal(train_split.x, train_x[train_idx])
+    assert torch.equal(val.idx, balanced_subset(val_idx, train_y, 20)) and torch.equal(val.y, train_y[val.idx])
+    assert torch.equal(test.idx, balanced_subset(torch.arange(len(test_y)), test_y, 20))
+    assert torch.equal(test.x, test_x[test.idx])

@@ -70,3 +70,17 @@ def test_welch_by_hand():
     assert t == pytest.approx(math.sqrt(1.5)) and df == 4 and p == pytest.approx(t_p(math.sqrt(1.5), 4))
     assert 0.25 < p < 0.35  # a point apart, yet within the noise of three seeds
     assert welch(0.9, 0.0, 2, 0.9, 0.0, 2)[2] == 1.0 and welch(0.91, 0.0, 2, 0.9, 0.0, 2)[2] == 0.0
+
+
+def test_welch_degrees_of_freedom_with_unequal_spreads_and_seeds_by_hand():
+    """Where Welch differs from Student: 2 seeds with sem 0.01 against 10 seeds with sem 0.002.
+        df = (0.01^2 + 0.002^2)^2 / (0.01^4 / (2 - 1) + 0.002^4 / (10 - 1))
+           = (1.04e-4)^2 / (1e-8 + 1.78e-12) = 1.0816e-8 / 1.00018e-8 = 1.081, rounded down to 1
+    Student's k1 + k2 - 2 would say 10, and the seeds swapped 9: both far surer than 2 seeds allow.
+        t = (0.95 - 0.93) / sqrt(1.04e-4) = 1.961"""
+    t, df, p = welch(0.95, 0.01, 2, 0.93, 0.002, 10)
+    assert df == 1 and t == pytest.approx(0.02 / math.sqrt(1.04e-4))
+    assert p == pytest.approx(t_p(t, 1)) and p > 0.29  # at df 1: about 0.3, where df 10 would give 0.078
+    assert welch(0.93, 0.002, 10, 0.95, 0.01, 2)[1] == 1  # the same the other way round
+    # 5 seeds against 3, sem 0.004 and 0.003: (2.5e-5)^2 / (0.004^4 / 4 + 0.003^4 / 2) = 6.25e-10 / 1.045e-10 = 5.98 -> 5
+    assert welch(0.9, 0.004, 5, 0.88, 0.003, 3)[1] == 5

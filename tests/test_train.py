@@ -1,431 +1,277 @@
-"""train.py promises: a run learns and writes every file it names; the same flags give the same
-run; a run killed and resumed is the run never interrupted, in every precision; bad input is one
-line and changes nothing. The promises about a device hold on the CPU and, where there is one,
-on a CUDA GPU."""
+"""train.py promises the training loop a textbook writes: every training image once an epoch, in
+the seeded order, augmented as the flags say; plain SGD with the flags' learning rate, momentum
+and weight decay; evaluation with BatchNorm's running statistics, changing nothing; and losses
+and accuracies that an independent computation gives too. Each is checked against a few lines of
+plain PyTorch written out here, so that every knob of the study provably reaches the computation
+it names. The promises about a device hold on the CPU and, where there is one, on a CUDA GPU.
+
+The quick tests use TinyNet, a network of the same kinds of layer that trains in milliseconds;
+the slow ones (make test) train ResNet-18 in a process of its own."""
+import contextlib
+import copy
 import functools
 import json
+import math
 import os
 import pty
-import signal
 import subprocess
 import sys
-import time
 import warnings
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import data
 import hardware
 import train
-from conftest import CUDA, DEVICES, ROOT, TinyNet, make_cifar
-from schedule import cosine_lr
+from augment import crop_flip, erase, sample_boxes, sample_crops
+from conftest import CUDA, DEVICES, PALETTE, ROOT, TinyNet, make_cifar, metrics, train_py, without_seconds
 
-# 100 of the fake data set's 200 training images, in batches of 40, 40 and a smaller last one of 20.
-FLAGS = ['--epochs', '3', '--cosine', '--lr', '0.02', '--wd', '5e-4', '--erase-p', '0.5', '--train-subset', '100',
-         '--batch-size', '40']
-QUICK = ['--epochs', '1', '--train-subset', '20', '--eval-subset', '10', '--device', 'cpu']  # seconds: for runs only needed on disk
-METRIC_KEYS = {'epoch', 'lr', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 'seconds'}
-# train.main with TinyNet in place of ResNet-18, in a process of its own: for fp16 on the CPU.
-WITH_TINY_NET = ('import sys; sys.path[:0] = [{!r}, {!r}]; import train; from conftest import TinyNet; '
-                 'train.ResNet18 = TinyNet; train.main(sys.argv[1:])').format(ROOT, os.path.join(ROOT, 'tests'))
+CPU = torch.device('cpu')
+NO_AUTOCAST = contextlib.nullcontext  # fp32: train_one_epoch and evaluate enter it as they would autocast
 
 
-def on(device):
-    """The flags of a run on `device`. On CUDA with --deterministic: otherwise cuDNN may pick
-    convolution algorithms that sum in another order from one run to the next."""
-    return ['--device', device] + (['--deterministic'] if device == 'cuda' else [])
+def tiny_batches(n=100, seed=0):
+    """n uint8 images and their labels, each class tinted as in the fake data set (learnable)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    noise = torch.randint(0, 128, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    return noise + PALETTE[labels][:, :, None, None], labels
 
 
-def train_py(*args, wait=True, tiny=False):
-    cmd = [sys.executable, *(['-c', WITH_TINY_NET] if tiny else [os.path.join(ROOT, 'train.py')]), *args]
-    if not wait:  # Ctrl-C as in a terminal, even when the tests run in a background job that ignores it
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+MEAN, STD = torch.tensor([0.4, 0.45, 0.5]), torch.tensor([0.2, 0.25, 0.3])
 
 
-def metrics(out):
-    with open(os.path.join(out, 'metrics.jsonl')) as f:
-        return [json.loads(line) for line in f]
+def normalized(images):
+    """By hand: each channel's pixels on the 0-1 scale, minus its mean, over its std."""
+    return (images.float() / 255 - MEAN[:, None, None]) / STD[:, None, None]
 
 
-def without_seconds(rows):
-    return [{k: v for k, v in row.items() if k != 'seconds'} for row in rows]
+# ---------------------------------------------------------------------------------------------
+# The batches: order, size, and each augmentation knob.
 
 
-def final_weights(out):
-    return torch.load(os.path.join(out, 'checkpoint.pt'), weights_only=True, map_location='cpu')['model']
+def test_an_epoch_holds_every_image_once_in_the_seeded_order_and_batch_size():
+    images, labels = tiny_batches()
+    images[:, 0, 0, 0] = torch.arange(100, dtype=torch.uint8)  # each image marked with its index
+    batches = list(train.training_batches(images, labels, MEAN, STD, 40, torch.Generator().manual_seed(3),
+                                          torch.Generator().manual_seed(4), crop_and_flip=False))
+    assert [len(y) for _, y in batches] == [40, 40, 20]
+    order = torch.randperm(100, generator=torch.Generator().manual_seed(3))  # the run's seed draws the order
+    seen = torch.cat([x[:, 0, 0, 0] for x, _ in batches]) * STD[0] + MEAN[0]
+    torch.testing.assert_close(seen * 255, order.float(), atol=1e-3, rtol=0)
+    assert torch.equal(torch.cat([y for _, y in batches]), labels[order])
 
 
-def snapshot(folder):
-    """Every file of a folder and its bytes: to show that nothing was changed."""
-    return {name: open(os.path.join(folder, name), 'rb').read() for name in sorted(os.listdir(folder))}
+# (crop and flip, erase p, scale, ratio): each knob away from its default in one setting at least
+AUGMENTATIONS = [(False, 0.0, (0.02, 0.33), (0.3, 3.3)), (True, 0.0, (0.02, 0.33), (0.3, 3.3)),
+                 (False, 1.0, (0.02, 0.33), (0.3, 3.3)), (True, 0.5, (0.1, 0.4), (0.5, 2.0)),
+                 (False, 1.0, (0.33, 0.67), (1.0, 3.3))]
 
 
-@pytest.fixture(scope='module')
-def reference_run(cifar_root, tmp_path_factory):
-    """reference_run(device): the folder of a finished run of FLAGS on that device, made once."""
-    made = {}
+@pytest.mark.parametrize('crop_and_flip, p, scale, ratio', AUGMENTATIONS)
+def test_batches_are_augmented_as_the_flags_say(crop_and_flip, p, scale, ratio):
+    """The batches equal the augmentations written out by hand, with augment.py's samplers drawing
+    from a generator seeded alike (tests/test_augment.py checks those against torchvision): crop
+    and flip on the uint8 images, then normalising, then erasing."""
+    images, labels = tiny_batches()
+    batches = train.training_batches(images, labels, MEAN, STD, 40, torch.Generator().manual_seed(0),
+                                     torch.Generator().manual_seed(1), crop_and_flip=crop_and_flip,
+                                     erase_p=p, erase_scale=scale, erase_ratio=ratio)
+    order, g = torch.randperm(100, generator=torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1)
+    for (x, y), idx in zip(batches, order.split(40), strict=True):
+        expected = images[idx]
+        if crop_and_flip:
+            expected = crop_flip(expected, *sample_crops(len(idx), 4, g))
+        expected = normalized(expected)
+        if p > 0:
+            expected = erase(expected, *sample_boxes(len(idx), 32, 32, p, scale, ratio, g))
+        torch.testing.assert_close(x, expected)
+        assert torch.equal(y, labels[idx])
 
-    def on_device(device):
-        if device not in made:
-            out = str(tmp_path_factory.mktemp('runs') / f'ref-{device}')
-            result = train_py(*FLAGS, *on(device), '--data-dir', cifar_root, '--out', out)
-            assert result.returncode == 0, result.stderr
-            made[device] = out
-        return made[device]
-    return on_device
+
+@pytest.mark.parametrize('knob, changed', [('crop_and_flip', False), ('erase_p', 0.5), ('erase_scale', (0.33, 0.67)),
+                                           ('erase_ratio', (1.0, 3.3))])
+def test_each_augmentation_knob_changes_the_batches(knob, changed):
+    """A knob that silently did nothing would leave the batches as they were."""
+    images, labels = tiny_batches()
+    def first_batch(**kwargs):
+        settings = dict(crop_and_flip=True, erase_p=1.0, erase_scale=(0.02, 0.33), erase_ratio=(0.3, 3.3)) | kwargs
+        return next(train.training_batches(images, labels, MEAN, STD, 100, torch.Generator().manual_seed(0),
+                                           torch.Generator().manual_seed(1), **settings))[0]
+    assert not torch.equal(first_batch(), first_batch(**{knob: changed})), f'{knob} changed nothing'
 
 
-@pytest.fixture
-def finished_run(reference_run):
-    return reference_run('cpu')
+# ---------------------------------------------------------------------------------------------
+# One epoch of SGD, and evaluation.
 
 
-@pytest.mark.slow
+def plain_sgd_epoch(model, optimizer, batches):
+    """What train_one_epoch must do, written out with torch's plain SGD: returns the mean loss and
+    accuracy over the epoch's images, each batch's loss counted once per image."""
+    model.train()
+    loss_sum, right, n = 0.0, 0, 0
+    for x, y in batches:
+        optimizer.zero_grad()
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        optimizer.step()
+        loss_sum += F.cross_entropy(logits, y, reduction='sum').item()
+        right += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    return loss_sum / n, right / n
+
+
+@pytest.mark.parametrize('lr, momentum, wd', [(0.05, 0.9, 5e-4), (0.2, 0.0, 0.0), (0.01, 0.5, 1e-2)])
+def test_an_epoch_is_plain_sgd_with_the_flags_values(monkeypatch, lr, momentum, wd):
+    """train.build's fused SGD and train_one_epoch, against torch's plain SGD in a loop written out:
+    the same weights after an epoch, and the same mean loss and accuracy, in batches of 40, 40 and
+    20 (so the loss must be weighted by each batch's size)."""
+    monkeypatch.setattr(train, 'ResNet18', TinyNet)
+    model, _, optimizer, scaler = train.build(0, lr, momentum, wd, 'fp32', CPU)
+    reference = copy.deepcopy(model)
+    images, labels = tiny_batches()
+    batches = [(normalized(images[i:i + 40]).contiguous(memory_format=torch.channels_last), labels[i:i + 40])
+               for i in range(0, 100, 40)]
+    loss, acc = train.train_one_epoch(model, optimizer, scaler, batches, NO_AUTOCAST)
+    plain = torch.optim.SGD(reference.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
+    expected_loss, expected_acc = plain_sgd_epoch(reference, plain, batches)
+    assert loss == pytest.approx(expected_loss, rel=1e-5) and acc == expected_acc
+    for name, ours in model.state_dict().items():
+        torch.testing.assert_close(ours, reference.state_dict()[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_build_seeds_the_weights_with_the_run_s_seed():
+    weights = lambda seed: train.build(seed, 0.1, 0.9, 0.0, 'fp32', CPU)[0].state_dict()
+    torch.manual_seed(5)
+    expected = train.ResNet18().state_dict()
+    assert all(torch.equal(w, expected[k]) for k, w in weights(5).items())
+    assert not torch.equal(weights(6)['fc.weight'], expected['fc.weight'])
+
+
+def trained_tiny_net():
+    """A TinyNet after a few steps, so that its BatchNorm's running statistics are its own."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    images, labels = tiny_batches()
+    plain_sgd_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), [(normalized(images), labels)] * 3)
+    return model
+
+
+def test_evaluation_uses_the_running_statistics_and_changes_nothing():
+    """model.eval() is a lesson of its own: BatchNorm must normalise with the statistics it gathered
+    in training, not the batch's, and evaluating must not update them."""
+    model = trained_tiny_net()
+    before = copy.deepcopy(model.state_dict())
+    images, labels = tiny_batches(seed=1)
+    loss, acc, predictions = train.evaluate(model, images, labels, MEAN, STD, NO_AUTOCAST)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), 'evaluation changed the model'
+    reference = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        logits = reference(normalized(images))
+    assert loss == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+    assert torch.equal(predictions.long(), logits.argmax(1))
+    assert acc == pytest.approx((logits.argmax(1) == labels).float().mean().item()) and len(set(predictions.tolist())) > 1
+    with torch.no_grad():  # and that is not what the batch's own statistics would give: the test can tell
+        in_train_mode = F.cross_entropy(copy.deepcopy(model).train()(normalized(images)), labels).item()
+    assert abs(in_train_mode - loss) > 1e-3
+
+
 @pytest.mark.parametrize('device', DEVICES)
-def test_a_run_learns(reference_run, device):
-    """The fake data set's classes are tinted: the network must learn them, on every device."""
-    rows = metrics(reference_run(device))
-    assert rows[-1]['train_loss'] < rows[0]['train_loss'] / 2 and rows[-1]['train_acc'] > 0.5
-    assert rows[-1]['val_loss'] < rows[0]['val_loss']
+def test_an_epoch_draws_nothing_from_torch_s_global_generators(monkeypatch, device):
+    """Data order and augmentation have generators of their own, and nothing else is random: so the
+    checkpoint keeps those two, and a resumed run does not depend on the global ones."""
+    monkeypatch.setattr(train, 'ResNet18', TinyNet)
+    dev = torch.device(device)
+    model, _, optimizer, scaler = train.build(0, 0.05, 0.9, 5e-4, 'fp32', dev)
+    images, labels = (t.to(dev) for t in tiny_batches())
+    global_states = lambda: [torch.get_rng_state()] + ([torch.cuda.get_rng_state(dev)] if device == 'cuda' else [])
+    before = global_states()
+    batches = train.training_batches(images, labels, MEAN.to(dev), STD.to(dev), 40, torch.Generator().manual_seed(0),
+                                     torch.Generator(device=dev).manual_seed(1), erase_p=1.0)
+    train.train_one_epoch(model, optimizer, scaler, batches, NO_AUTOCAST)
+    train.evaluate(model, images, labels, MEAN.to(dev), STD.to(dev), NO_AUTOCAST)
+    assert all(torch.equal(a, b) for a, b in zip(global_states(), before, strict=True))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('device', DEVICES)
-def test_a_run_writes_every_file_with_every_key(reference_run, cifar_root, device):
-    run = reference_run(device)
-    config = json.load(open(os.path.join(run, 'config.json')))
-    assert {'flags', 'torch', 'device', 'device_name', 'compute_capability', 'git_commit'} <= set(config)
-    assert config['flags']['lr'] == 0.02 and config['flags']['erase_p'] == 0.5 and config['torch'] == torch.__version__
-    assert config['flags']['precision'] == hardware.pick_precision('auto', torch.device(device))  # auto, as picked
-    if device == 'cuda':
-        assert config['compute_capability'] == '{}.{}'.format(*torch.cuda.get_device_capability())
-        assert config['device_name'] == torch.cuda.get_device_name()
-    assert config['sizes'] == {'train': 100, 'val': 50, 'test': 50}  # a fifth of each class held out
-    rows = metrics(run)
-    assert [row['epoch'] for row in rows] == [1, 2, 3] and all(set(row) == METRIC_KEYS for row in rows)
-    assert [row['lr'] for row in rows] == [cosine_lr(e, 3, 0.02) for e in range(3)]
-    assert all(0 <= row[k] <= 1 for row in rows for k in ('train_acc', 'val_acc'))
-    summary = json.load(open(os.path.join(run, 'summary.json')))
-    assert {k: summary[k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')} == \
-        {k: rows[-1][k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')}
-    assert 0 <= summary['test_acc'] <= 1 and summary['test_loss'] > 0
-    assert final_weights(run).keys() == train.ResNet18().state_dict().keys()
+# ---------------------------------------------------------------------------------------------
+# A whole run, flag by flag, against the loop written out in plain PyTorch.
+
+# Two runs with every knob of the study away from its default in one or the other.
+SETTINGS = [dict(epochs=3, cosine=True, lr=0.05, momentum=0.8, wd=1e-3, batch=40, crop_flip=True, p=0.7, scale=(0.1, 0.4),
+                 ratio=(0.5, 2.0), train_subset=100, eval_subset=30, seed=3),
+            dict(epochs=2, cosine=False, lr=0.1, momentum=0.0, wd=0.0, batch=64, crop_flip=False, p=0.0, scale=(0.02, 0.33),
+                 ratio=(0.3, 3.3), train_subset=120, eval_subset=20, seed=1)]
 
 
-@pytest.mark.slow
-def test_predictions_are_of_the_split_s_images_and_give_the_run_s_accuracies(finished_run, cifar_root):
-    """predictions.pt: every validation and test image by its index in CIFAR-10, its true class and
-    the class predicted after the last epoch; their accuracies are the ones the run reported."""
-    saved = torch.load(os.path.join(finished_run, 'predictions.pt'), weights_only=True)
-    train_x, train_y, _, test_y = data.load_cifar10(cifar_root, download=False)
-    _, val_idx = data.split_for(train_y, seed=0)
-    assert torch.equal(saved['val']['index'], val_idx) and torch.equal(saved['test']['index'], torch.arange(len(test_y)))
-    assert torch.equal(saved['val']['label'].long(), train_y[val_idx]) and torch.equal(saved['test']['label'].long(), test_y)
-    assert saved['val']['pred'].dtype == torch.int8 and saved['val']['index'].dtype == torch.int64
-    summary = json.load(open(os.path.join(finished_run, 'summary.json')))
-    for split in ('val', 'test'):
-        right = (saved[split]['pred'] == saved[split]['label']).sum().item()
-        assert right / len(saved[split]['label']) == summary[f'{split}_acc']
+def flags(s):
+    """train.py's flags for a setting of SETTINGS."""
+    return ['--epochs', str(s['epochs']), '--lr', str(s['lr']), '--momentum', str(s['momentum']),
+            '--wd', str(s['wd']), '--batch-size', str(s['batch']), '--erase-p', str(s['p']),
+            '--erase-scale', *map(str, s['scale']), '--erase-ratio', *map(str, s['ratio']),
+            '--train-subset', str(s['train_subset']), '--eval-subset', str(s['eval_subset']), '--seed', str(s['seed']),
+            '--precision', 'fp32', '--device', 'cpu'] + ['--cosine'] * s['cosine'] + ['--no-crop-flip'] * (not s['crop_flip'])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('device', DEVICES)
-def test_the_same_flags_give_the_same_run(reference_run, cifar_root, tmp_path, device):
-    result = train_py(*FLAGS, *on(device), '--data-dir', cifar_root, '--out', str(tmp_path / 'again'))
-    assert result.returncode == 0, result.stderr
-    assert without_seconds(metrics(tmp_path / 'again')) == without_seconds(metrics(reference_run(device)))
+def plain_pytorch_run(root, s):
+    """A setting's run written out: the split and subsets from data.py (tests/test_data.py checks
+    them), the normalisation by hand from the training split, the cosine by hand, torch's plain SGD,
+    augment.py's samplers (tests/test_augment.py checks them against torchvision).
+    Returns each epoch's (lr, train loss, train acc, val loss, val acc)."""
+    train_x, train_y, _, _ = data.load_cifar10(root, download=False)
+    train_idx, val_idx = data.split_for(train_y, s['seed'])
+    pixels = train_x[train_idx].numpy().astype(np.float64) / 255
+    mean, std = (torch.tensor(f(pixels, axis=(0, 2, 3)), dtype=torch.float32) for f in (np.mean, functools.partial(np.std, ddof=1)))
+    train_idx = data.balanced_subset(train_idx, train_y, s['train_subset'])
+    val_idx = data.balanced_subset(val_idx, train_y, s['eval_subset'])
+    norm = lambda x: (x.float() / 255 - mean[:, None, None]) / std[:, None, None]
+    torch.manual_seed(s['seed'])
+    model = TinyNet().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=s['lr'], momentum=s['momentum'], weight_decay=s['wd'])
+    order_gen, augment_gen = torch.Generator().manual_seed(s['seed']), torch.Generator().manual_seed(s['seed'] + 1)
+    rows = []
+    for epoch in range(s['epochs']):
+        rate = s['lr'] * (1 + math.cos(math.pi * epoch / s['epochs'])) / 2 if s['cosine'] else s['lr']
+        for group in optimizer.param_groups:
+            group['lr'] = rate
+        batches = []
+        for idx in train_idx[torch.randperm(len(train_idx), generator=order_gen)].split(s['batch']):
+            x = train_x[idx]
+            if s['crop_flip']:
+                x = crop_flip(x, *sample_crops(len(idx), 4, augment_gen))
+            x = norm(x)
+            if s['p']:
+                x = erase(x, *sample_boxes(len(idx), 32, 32, s['p'], s['scale'], s['ratio'], augment_gen))
+            batches.append((x, train_y[idx]))
+        train_loss, train_acc = plain_sgd_epoch(model, optimizer, batches)
+        model.eval()
+        with torch.no_grad():
+            logits = model(norm(train_x[val_idx]))
+        val_y = train_y[val_idx]
+        rows.append((rate, train_loss, train_acc, F.cross_entropy(logits, val_y).item(),
+                     (logits.argmax(1) == val_y).float().mean().item()))
+    return rows
 
 
-@pytest.mark.slow
-def test_another_seed_gives_another_run(finished_run, cifar_root, tmp_path):
-    """Its first epoch already differs: another split, other initial weights, another order."""
-    result = train_py(*FLAGS, '--epochs', '1', '--seed', '1', '--device', 'cpu', '--data-dir', cifar_root,
-                      '--out', str(tmp_path / 'seed1'))
-    assert result.returncode == 0, result.stderr
-    first = without_seconds(metrics(finished_run))[0] | {'lr': None}
-    assert without_seconds(metrics(tmp_path / 'seed1'))[0] | {'lr': None} != first
+@pytest.mark.parametrize('setting', SETTINGS)
+def test_a_run_is_its_loop_written_out_in_plain_pytorch(monkeypatch, cifar_root, tmp_path, setting):
+    """Every flag of the study away from its default in one of two runs: the learning rate epoch by
+    epoch, cosine or constant, momentum, weight decay, each erasing parameter, crop and flip, the
+    batch size, the subsets, the seed. metrics.jsonl must hold what the plain loop computes."""
+    monkeypatch.setattr(train, 'ResNet18', TinyNet)
+    train.main([*flags(setting), '--data-dir', cifar_root, '--out', str(tmp_path / 'run')])
+    expected = plain_pytorch_run(cifar_root, setting)
+    for row, (lr, train_loss, train_acc, val_loss, val_acc) in zip(metrics(tmp_path / 'run'), expected, strict=True):
+        assert row['lr'] == pytest.approx(lr, rel=1e-12), row['epoch']
+        assert (row['train_loss'], row['val_loss']) == (pytest.approx(train_loss, rel=1e-4), pytest.approx(val_loss, rel=1e-4))
+        assert (row['train_acc'], row['val_acc']) == (pytest.approx(train_acc), pytest.approx(val_acc)), row['epoch']
 
 
-def wait_for_checkpoint(proc, out):
-    """Wait until the run has saved its first epoch; then it is somewhere in its second."""
-    deadline = time.time() + 300
-    while not os.path.exists(os.path.join(out, 'checkpoint.pt')):
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.02)
-
-
-def kill_and_resume(args, out, cifar_root, tiny=False):
-    """Start a run, SIGKILL it during its second epoch (no chance to clean up), resume it with a
-    plain --resume (its flags from config.json), and let it finish."""
-    proc = train_py(*args, '--out', out, wait=False, tiny=tiny)
-    wait_for_checkpoint(proc, out)
-    proc.kill()
-    proc.wait()
-    assert not os.path.exists(os.path.join(out, 'summary.json'))
-    result = train_py('--resume', '--out', out, '--data-dir', cifar_root, tiny=tiny)
-    assert result.returncode == 0, result.stderr
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('device', DEVICES)
-def test_killed_and_resumed_run_equals_the_run_never_interrupted(reference_run, cifar_root, tmp_path, device):
-    out = str(tmp_path / 'killed')
-    kill_and_resume([*FLAGS, *on(device), '--data-dir', cifar_root], out, cifar_root)
-    assert without_seconds(metrics(out)) == without_seconds(metrics(reference_run(device)))
-    ours, reference = final_weights(out), final_weights(reference_run(device))
-    assert all(torch.equal(ours[k], reference[k]) for k in reference)
-    saved = [torch.load(os.path.join(run, 'predictions.pt'), weights_only=True) for run in (out, reference_run(device))]
-    assert all(torch.equal(saved[0][s]['pred'], saved[1][s]['pred']) for s in ('val', 'test'))
-
-
-@pytest.mark.slow
-def test_fp16_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_root, tmp_path):
-    """fp16 with its GradScaler, on the CPU with the small network. The scaler's state is part of
-    the run: its step counter since the last overflow decides when the scale next grows, and a
-    resume that forgot it would count from zero again."""
-    args = ['--epochs', '3', '--lr', '0.05', '--batch-size', '25', '--precision', 'fp16', '--device', 'cpu',
-            '--data-dir', cifar_root]
-    whole = str(tmp_path / 'whole')
-    assert train_py(*args, '--out', whole, tiny=True).returncode == 0
-    out = str(tmp_path / 'killed')
-    kill_and_resume(args, out, cifar_root, tiny=True)
-    assert without_seconds(metrics(out)) == without_seconds(metrics(whole))
-    ours, reference = (torch.load(os.path.join(run, 'checkpoint.pt'), weights_only=True) for run in (out, whole))
-    assert all(torch.equal(ours['model'][k], reference['model'][k]) for k in reference['model'])
-    assert ours['scaler'] == reference['scaler'] and reference['scaler']['_growth_tracker'] == 3 * 200 // 25
-
-
-@pytest.mark.slow
-def test_compile_learns_what_the_eager_model_learns(tmp_path):
-    """--compile fuses kernels, so its sums round in another order: the same run, to rounding.
-    fp32, so that rounding is ~1e-7 and not bf16's ~1e-3; one batch shape, so it compiles fast.
-    Epoch 2's losses are those of the weights after a step, so they compare the updates too.
-    Untinted images: on the tinted ones the first step falls so steeply (loss 2.4 to 1.8) that it
-    magnifies the rounding 100 times, and the comparison would say less."""
-    make_cifar(str(tmp_path), tint=False)
-    args = ['--epochs', '2', '--train-subset', '50', '--eval-subset', '50', '--batch-size', '50', '--lr', '0.05',
-            '--erase-p', '0.5', '--precision', 'fp32', '--device', 'cpu', '--data-dir', str(tmp_path)]
-    eager = train_py(*args, '--out', str(tmp_path / 'eager'))
-    compiled = train_py(*args, '--compile', '--out', str(tmp_path / 'compiled'))
-    assert eager.returncode == 0 and compiled.returncode == 0, compiled.stderr
-    for ours, reference in zip(metrics(tmp_path / 'compiled'), metrics(tmp_path / 'eager'), strict=True):
-        for key in ('train_loss', 'val_loss'):
-            assert ours[key] == pytest.approx(reference[key], rel=1e-4)
-
-
-@pytest.mark.slow
-def test_compiled_run_killed_and_resumed_equals_the_run_never_interrupted(cifar_root, tmp_path):
-    """A plain --resume keeps --compile, and each batch shape keeps its own kernels (75 images in
-    batches of 50: a last batch of 25), so the resumed run rounds exactly as the original."""
-    args = ['--epochs', '3', '--train-subset', '75', '--eval-subset', '50', '--batch-size', '50', '--precision', 'fp32',
-            '--compile', '--device', 'cpu', '--data-dir', cifar_root]
-    assert train_py(*args, '--out', str(tmp_path / 'whole')).returncode == 0
-    out = str(tmp_path / 'killed')
-    kill_and_resume(args, out, cifar_root)
-    assert without_seconds(metrics(out)) == without_seconds(metrics(tmp_path / 'whole'))
-    ours, reference = final_weights(out), final_weights(tmp_path / 'whole')
-    assert all(torch.equal(ours[k], reference[k]) for k in reference)
-
-
-@pytest.mark.parametrize('deterministic', [False, True])
-def test_deterministic_chooses_repeatable_kernels_and_otherwise_lets_cudnn_time_them(
-        cifar_root, tmp_path, monkeypatch, deterministic):
-    """What --deterministic changes is global to the process, so it is checked here, in the run's
-    own process; on a GPU the repeatability it buys is checked by the tests above."""
-    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
-    monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG', raising=False)
-    try:
-        train.main([*QUICK, '--data-dir', cifar_root, '--out', str(tmp_path / 'run')] + ['--deterministic'] * deterministic)
-        assert torch.are_deterministic_algorithms_enabled() == deterministic
-        assert torch.backends.cudnn.benchmark == (not deterministic)
-        assert (os.environ.get('CUBLAS_WORKSPACE_CONFIG') == ':4096:8') == deterministic
-    finally:
-        torch.use_deterministic_algorithms(False)
-
-
-@pytest.mark.slow
-def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path):
-    out = str(tmp_path / 'interrupted')
-    proc = train_py(*FLAGS, '--device', 'cpu', '--data-dir', cifar_root, '--out', out, wait=False)
-    wait_for_checkpoint(proc, out)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and 'Traceback' not in stderr
-    assert f'python train.py --resume --out {out}' in stderr
-    assert torch.load(os.path.join(out, 'checkpoint.pt'), weights_only=True)['epoch'] >= 1
-
-
-@pytest.mark.slow
-def test_an_occupied_folder_is_refused_and_left_as_it_was(finished_run, cifar_root):
-    before = snapshot(finished_run)
-    result = train_py(*FLAGS, '--device', 'cpu', '--data-dir', cifar_root, '--out', finished_run)
-    assert result.returncode == 2 and '--resume' in result.stderr and len(result.stderr.splitlines()) == 1
-    assert snapshot(finished_run) == before
-
-
-@pytest.mark.slow
-def test_force_starts_over(cifar_root, tmp_path):
-    out = str(tmp_path / 'forced')
-    args = [*QUICK, '--data-dir', cifar_root, '--out', out]
-    assert train_py(*args).returncode == 0
-    result = train_py(*args, '--lr', '0.1', '--force')
-    assert result.returncode == 0, result.stderr
-    assert json.load(open(os.path.join(out, 'config.json')))['flags']['lr'] == 0.1 and len(metrics(out)) == 1
-
-
-def one_line_error(capsys, argv, status=2):
-    """Run train.main in this process; return its one-line error after checking the exit status."""
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(argv)
-    err = capsys.readouterr().err.strip() or str(exit_info.value.code)
-    code = exit_info.value.code if isinstance(exit_info.value.code, int) else 1
-    assert code == status and len(err.splitlines()) == 1 and 'Traceback' not in err, err
-    return err
-
-
-@pytest.mark.parametrize('flags, says', [
-    (['--lr', '0'], '--lr'), (['--lr', '-0.1'], '--lr'), (['--lr', 'nan'], '--lr'), (['--lr', 'fast'], '--lr'),
-    (['--epochs', '0'], '--epochs'), (['--epochs', '1.5'], '--epochs'), (['--batch-size', '-1'], '--batch-size'),
-    (['--wd', '-1e-4'], '--wd'), (['--momentum', '-0.9'], '--momentum'),
-    (['--erase-p', '1.5'], '--erase-p'), (['--erase-p', '-0.5'], '--erase-p'),
-    (['--erase-scale', '0.5', '0.1'], '--erase-scale'), (['--erase-scale', '0', '0.3'], '--erase-scale'),
-    (['--erase-scale', '0.5', '1.5'], '--erase-scale'), (['--erase-scale', '0.5'], '--erase-scale'),
-    (['--erase-ratio', '3.3', '0.3'], '--erase-ratio'), (['--erase-ratio', '-1', '2'], '--erase-ratio'),
-    (['--train-subset', '0'], '--train-subset'), (['--eval-subset', '-5'], '--eval-subset'),
-    (['--precision', 'fp8'], '--precision'), (['--device', 'tpu'], '--device'), (['--device', 'mps'], '--device'),
-    (['--device', 'cuda:x'], '--device'), (['--lrate', '0.1'], '--lrate'),
-    (['--seed', '-1'], '--seed'),
-])
-def test_each_bad_flag_is_one_line_and_status_2(capsys, cifar_root, tmp_path, flags, says):
-    out = tmp_path / 'never'
-    assert says in one_line_error(capsys, flags + ['--data-dir', cifar_root, '--out', str(out), '--device', 'cpu']
-                                  if '--device' not in flags else flags + ['--out', str(out)])
-    assert not out.exists()
-
-
-@pytest.mark.parametrize('flags', [['--train-subset', '201'], ['--eval-subset', '51']])
-def test_a_subset_larger_than_the_data_is_one_line_and_status_1(capsys, cifar_root, tmp_path, flags):
-    """Only the data set knows how many images there are: 200 training images in the fake one."""
-    out = tmp_path / 'never'
-    err = one_line_error(capsys, flags + ['--data-dir', cifar_root, '--out', str(out), '--device', 'cpu'], status=1)
-    assert flags[0] in err and 'more than the' in err and not out.exists()
-
-
-@pytest.mark.slow
-def test_bad_flag_from_the_shell_prints_no_traceback(cifar_root):
-    result = train_py('--erase-p', '2', '--data-dir', cifar_root)
-    assert result.returncode == 2 and result.stderr.splitlines() == [
-        'train.py: error: --erase-p must be within [0, 1], got 2.0 (see --help)']
-
-
-def test_missing_data_set_offline_is_one_line(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, 'URL', (tmp_path / 'offline').as_uri())  # stands for an unreachable server
-    err = one_line_error(capsys, ['--data-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')], status=1)
-    assert 'could not download CIFAR-10' in err and 'cifar-10-python.tar.gz' in err
-    assert not (tmp_path / 'run').exists()
-
-
-def test_truncated_batch_file_is_one_line_and_writes_nothing(capsys, tmp_path):
-    make_cifar(str(tmp_path))
-    path = tmp_path / 'cifar-10-batches-py' / 'test_batch'
-    path.write_bytes(path.read_bytes()[:1000])
-    err = one_line_error(capsys, ['--data-dir', str(tmp_path), '--out', str(tmp_path / 'run')], status=1)
-    assert 'test_batch is not a CIFAR-10 batch file' in err and not (tmp_path / 'run').exists()
-
-
-@pytest.mark.slow
-def test_checkpoint_of_another_configuration_is_refused(capsys, finished_run, cifar_root, tmp_path):
-    other = str(tmp_path / 'other')
-    assert train_py(*QUICK, '--data-dir', cifar_root, '--out', other).returncode == 0
-    os.remove(os.path.join(other, 'summary.json'))  # unfinished, then given a foreign checkpoint
-    with open(os.path.join(finished_run, 'checkpoint.pt'), 'rb') as src, open(os.path.join(other, 'checkpoint.pt'), 'wb') as dst:
-        dst.write(src.read())
-    before = snapshot(other)
-    err = one_line_error(capsys, ['--resume', '--out', other, '--data-dir', cifar_root], status=1)
-    assert 'another configuration' in err and snapshot(other) == before
-
-
-@pytest.mark.slow
-def test_unreadable_checkpoint_is_refused(capsys, cifar_root, tmp_path):
-    out = str(tmp_path / 'broken')
-    assert train_py(*QUICK, '--data-dir', cifar_root, '--out', out).returncode == 0
-    os.remove(os.path.join(out, 'summary.json'))
-    with open(os.path.join(out, 'checkpoint.pt'), 'r+b') as f:
-        f.truncate(1000)
-    before = snapshot(out)
-    err = one_line_error(capsys, ['--resume', '--out', out, '--data-dir', cifar_root], status=1)
-    assert 'unreadable' in err and snapshot(out) == before
-
-
-@pytest.mark.slow
-def test_checkpoint_from_an_older_train_py_is_refused(capsys, cifar_root, tmp_path):
-    """One without the fp16 scaler's state and the last predictions, as train.py wrote them before."""
-    out = str(tmp_path / 'old')
-    assert train_py(*QUICK, '--data-dir', cifar_root, '--out', out).returncode == 0
-    os.remove(os.path.join(out, 'summary.json'))
-    state = torch.load(os.path.join(out, 'checkpoint.pt'), weights_only=True)
-    del state['scaler'], state['val_pred']
-    torch.save(state, os.path.join(out, 'checkpoint.pt'))
-    before = snapshot(out)
-    err = one_line_error(capsys, ['--resume', '--out', out, '--data-dir', cifar_root], status=1)
-    assert 'has no scaler, val_pred: it is from an older train.py' in err and snapshot(out) == before
-
-
-@pytest.mark.slow
-def test_resume_refuses_flags_that_contradict_the_run(capsys, finished_run, cifar_root):
-    before = snapshot(finished_run)
-    os.rename(os.path.join(finished_run, 'summary.json'), os.path.join(finished_run, 'summary.bak'))
-    try:
-        err = one_line_error(capsys, ['--resume', '--out', finished_run, '--lr', '0.1', '--data-dir', cifar_root])
-        assert '--lr 0.1 differs' in err
-        assert 'nothing to resume' in one_line_error(capsys, ['--resume', '--out', os.path.join(finished_run, 'none')])
-    finally:
-        os.rename(os.path.join(finished_run, 'summary.bak'), os.path.join(finished_run, 'summary.json'))
-    assert snapshot(finished_run) == before
-
-
-# What `--precision auto` must pick on the GPUs students have (README, Precision).
-CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'), ('Tesla P100-PCIE-16GB', (6, 0), 'fp32'),
-         ('NVIDIA A100-SXM4-40GB', (8, 0), 'bf16'), ('NVIDIA H100 80GB HBM3', (9, 0), 'bf16'), ('NVIDIA H200', (9, 0), 'bf16')]
-
-
-def simulate_gpus(monkeypatch, name, capability, count=1, hip=None):
-    """Make torch answer as a machine with `count` of this card would: its query functions only."""
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    monkeypatch.setattr(torch.cuda, 'device_count', lambda: count)
-    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
-    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
-    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)  # as torch says of all
-    monkeypatch.setattr(torch.version, 'hip', hip)
-
-
-@pytest.mark.parametrize('name, capability, expected', CARDS)
-def test_auto_precision_goes_by_the_card_s_tensor_cores(monkeypatch, name, capability, expected):
-    simulate_gpus(monkeypatch, name, capability)
-    device = hardware.pick_device('auto')
-    assert device.type == 'cuda' and hardware.pick_precision('auto', device) == expected
-    described = hardware.describe(device)
-    assert (described['device_name'], described['compute_capability']) == (name, '{}.{}'.format(*capability))
-
-
-def test_auto_precision_on_rocm_is_bf16(monkeypatch):
-    simulate_gpus(monkeypatch, 'AMD Instinct MI250X', (9, 0), hip='6.2')
-    assert hardware.pick_precision('auto', torch.device('cuda')) == 'bf16'
-
-
-def test_bf16_on_a_card_without_bf16_tensor_cores_is_one_line(capsys, monkeypatch, tmp_path):
-    simulate_gpus(monkeypatch, 'Tesla T4', (7, 5))
-    err = one_line_error(capsys, ['--precision', 'bf16', '--out', str(tmp_path / 'never')])
-    assert 'Tesla T4 (compute capability 7.5) has no bf16 tensor cores' in err and not (tmp_path / 'never').exists()
-
-
-def test_a_gpu_the_machine_lacks_is_one_line(capsys, monkeypatch, tmp_path):
-    simulate_gpus(monkeypatch, 'Tesla T4', (7, 5), count=1)
-    err = one_line_error(capsys, ['--device', 'cuda:3', '--out', str(tmp_path / 'never')])
-    assert '--device cuda:3: this machine has 1 CUDA GPU, cuda:0 to cuda:0' in err and not (tmp_path / 'never').exists()
+# ---------------------------------------------------------------------------------------------
+# Precision, and the GPU.
 
 
 def skip_without_bf16_tensor_cores(device, precision):
@@ -434,29 +280,29 @@ def skip_without_bf16_tensor_cores(device, precision):
         pytest.skip('this GPU has no bf16 tensor cores')
 
 
-def built_tiny(monkeypatch, device, precision, lr=0.05):
-    """train.build's model, optimizer and scaler, with TinyNet in place of ResNet-18."""
-    monkeypatch.setattr(train, 'ResNet18', TinyNet)
-    return train.build(0, lr, 0.9, 5e-4, precision, torch.device(device))
-
-
 @pytest.mark.parametrize('device', DEVICES)
 def test_fp16_steps_skip_overflows_as_gradscaler_s_reference_path_does(monkeypatch, device):
     """train.build's fused SGD takes the scaler's overflow flag as a tensor and skips on the device.
-    torch's reference path, the default SGD with GradScaler reading the flag on the host, must reach
-    the same weights through batches whose fp16 activations overflow: the first, and a later one."""
-    model, _, optimizer, scaler = built_tiny(monkeypatch, device, 'fp16')
-    reference = TinyNet().to(device, memory_format=hardware.MEMORY_FORMAT)
-    reference.load_state_dict(model.state_dict())
+    torch's reference path, the default SGD with GradScaler reading the flag on the host, written
+    out here, must reach the same weights through batches whose fp16 activations overflow: the
+    first, and a later one."""
+    monkeypatch.setattr(train, 'ResNet18', TinyNet)
+    dev = torch.device(device)
+    model, _, optimizer, scaler = train.build(0, 0.05, 0.9, 5e-4, 'fp16', dev)
+    reference = copy.deepcopy(model)
     plain_sgd = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     plain_scaler = torch.amp.GradScaler(device)
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(16, 3, 32, 32, generator=g) * (1e6 if step in (0, 3) else 1),
-                torch.randint(0, 10, (16,), generator=g)) for step in range(6)]  # 1e6: past fp16's 65504
-    batches = [(x.to(device), y.to(device)) for x, y in batches]
-    autocast = functools.partial(hardware.autocast_for, torch.device(device), 'fp16')
-    train.train_one_epoch(model, optimizer, scaler, batches, autocast)
-    train.train_one_epoch(reference, plain_sgd, plain_scaler, batches, autocast)
+    batches = [((torch.randn(16, 3, 32, 32, generator=g) * (1e6 if step in (0, 3) else 1)).to(dev),
+                torch.randint(0, 10, (16,), generator=g).to(dev)) for step in range(6)]  # 1e6: past fp16's 65504
+    train.train_one_epoch(model, optimizer, scaler, batches, functools.partial(hardware.autocast_for, dev, 'fp16'))
+    for x, y in batches:
+        plain_sgd.zero_grad()
+        with torch.autocast(device, dtype=torch.float16):
+            loss = F.cross_entropy(reference(x), y)
+        plain_scaler.scale(loss).backward()
+        plain_scaler.step(plain_sgd)
+        plain_scaler.update()
     assert scaler.get_scale() == plain_scaler.get_scale() == 2.0 ** 14  # halved once per overflow
     for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
@@ -465,26 +311,28 @@ def test_fp16_steps_skip_overflows_as_gradscaler_s_reference_path_does(monkeypat
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('precision', ['bf16', 'fp16'])
 def test_half_precision_learns_what_fp32_learns(monkeypatch, cifar_root, device, precision):
-    """Three epochs of the real loop from the same weights, in fp32 and in half precision, with the
-    small network (whose steady learning makes the comparison sharp; ResNet-18 learns in the
-    precision auto picks in test_a_run_learns). The first epoch's loss agrees to 2%, and after
-    three both have learned as much, to 10%."""
+    """Three epochs from the same weights: fp32 written out with torch's plain SGD, and train.py's
+    loop in half precision, with the small network (whose steady learning makes the comparison
+    sharp). The first epoch's loss agrees to 2%, and after three both have learned as much, to 10%."""
     skip_without_bf16_tensor_cores(device, precision)
-    results = {}
-    for p in ('fp32', precision):
-        dev = torch.device(device)
-        split, _, _, mean, std = data.load_splits(cifar_root, 0, dev)
-        model, _, optimizer, scaler = built_tiny(monkeypatch, device, p, lr=0.02)
-        order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=dev).manual_seed(1)
-        autocast = functools.partial(hardware.autocast_for, dev, p)
-        results[p] = []
-        for _ in range(3):
-            batches = train.training_batches(split.x, split.y, mean, std, 25, order_gen, augment_gen)
-            results[p].append(train.train_one_epoch(model, optimizer, scaler, batches, autocast))
-    (first, _), (last, last_acc) = results[precision][0], results[precision][-1]
-    assert first == pytest.approx(results['fp32'][0][0], rel=0.02)
-    assert last == pytest.approx(results['fp32'][-1][0], rel=0.1) and last_acc == pytest.approx(results['fp32'][-1][1], abs=0.05)
-    assert last_acc > 0.5  # and both did learn: chance is 0.1
+    monkeypatch.setattr(train, 'ResNet18', TinyNet)
+    dev = torch.device(device)
+    split, _, _, mean, std = data.load_splits(cifar_root, 0, dev)
+    model, _, optimizer, scaler = train.build(0, 0.02, 0.9, 5e-4, precision, dev)
+    reference = copy.deepcopy(model)
+    plain = torch.optim.SGD(reference.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
+    batch_gens = lambda: (torch.Generator().manual_seed(0), torch.Generator(device=dev).manual_seed(1))
+    ours_gens, theirs_gens = batch_gens(), batch_gens()
+    ours, theirs = [], []
+    for _ in range(3):
+        batches = list(train.training_batches(split.x, split.y, mean, std, 25, *theirs_gens))
+        theirs.append(plain_sgd_epoch(reference, plain, batches))
+        batches = train.training_batches(split.x, split.y, mean, std, 25, *ours_gens)
+        ours.append(train.train_one_epoch(model, optimizer, scaler, batches,
+                                          functools.partial(hardware.autocast_for, dev, precision)))
+    assert ours[0][0] == pytest.approx(theirs[0][0], rel=0.02)
+    assert ours[-1][0] == pytest.approx(theirs[-1][0], rel=0.1) and ours[-1][1] == pytest.approx(theirs[-1][1], abs=0.05)
+    assert ours[-1][1] > 0.5  # and both did learn: chance is 0.1
 
 
 @CUDA
@@ -514,6 +362,138 @@ def test_an_epoch_waits_for_the_gpu_only_to_read_its_sums(precision):
         return sum('synchroniz' in str(w.message) for w in caught)
     waits(1)  # the first epoch: cuDNN and the scaler's lazy set-up
     assert waits(4) == waits(1) > 0
+
+
+@pytest.mark.parametrize('deterministic', [False, True])
+def test_deterministic_chooses_repeatable_kernels_and_otherwise_lets_cudnn_time_them(
+        monkeypatch, cifar_root, tmp_path, deterministic):
+    """What --deterministic changes is global to the process, so it is checked here, in the run's
+    own process; on a GPU the repeatability it buys is checked by the slow tests below."""
+    monkeypatch.setattr(train, 'ResNet18', TinyNet)
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
+    monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG', raising=False)
+    try:
+        train.main(['--epochs', '1', '--train-subset', '20', '--eval-subset', '10', '--device', 'cpu',
+                    '--data-dir', cifar_root, '--out', str(tmp_path / 'run')] + ['--deterministic'] * deterministic)
+        assert torch.are_deterministic_algorithms_enabled() == deterministic
+        assert torch.backends.cudnn.benchmark == (not deterministic)
+        assert (os.environ.get('CUBLAS_WORKSPACE_CONFIG') == ':4096:8') == deterministic
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The flags: a value that cannot be is one line and exit status 2, and nothing written.
+
+
+def one_line_error(capsys, argv):
+    """Run train.main in this process; its one-line error, after checking the exit status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    return err
+
+
+@pytest.mark.parametrize('flags, says', [
+    (['--lr', '0'], '--lr'), (['--lr', '-0.1'], '--lr'), (['--lr', 'nan'], '--lr'), (['--lr', 'fast'], '--lr'),
+    (['--epochs', '0'], '--epochs'), (['--epochs', '1.5'], '--epochs'), (['--batch-size', '-1'], '--batch-size'),
+    (['--wd', '-1e-4'], '--wd'), (['--momentum', '-0.9'], '--momentum'),
+    (['--erase-p', '1.5'], '--erase-p'), (['--erase-p', '-0.5'], '--erase-p'),
+    (['--erase-scale', '0.5', '0.1'], '--erase-scale'), (['--erase-scale', '0', '0.3'], '--erase-scale'),
+    (['--erase-scale', '0.5', '1.5'], '--erase-scale'), (['--erase-scale', '0.5'], '--erase-scale'),
+    (['--erase-ratio', '3.3', '0.3'], '--erase-ratio'), (['--erase-ratio', '-1', '2'], '--erase-ratio'),
+    (['--train-subset', '0'], '--train-subset'), (['--eval-subset', '-5'], '--eval-subset'),
+    (['--precision', 'fp8'], '--precision'), (['--device', 'tpu'], '--device'), (['--device', 'mps'], '--device'),
+    (['--device', 'cuda:x'], '--device'), (['--lrate', '0.1'], '--lrate'),
+    (['--seed', '-1'], '--seed'),
+])
+def test_each_bad_flag_is_one_line_and_status_2(capsys, cifar_root, tmp_path, flags, says):
+    out = tmp_path / 'never'
+    assert says in one_line_error(capsys, flags + ['--data-dir', cifar_root, '--out', str(out), '--device', 'cpu']
+                                  if '--device' not in flags else flags + ['--out', str(out)])
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_bad_flag_from_the_shell_prints_no_traceback(cifar_root):
+    result = train_py('--erase-p', '2', '--data-dir', cifar_root)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        'train.py: error: --erase-p must be within [0, 1], got 2.0 (see --help)']
+
+
+# ---------------------------------------------------------------------------------------------
+# ResNet-18 itself, in a process of its own (slow).
+
+# 100 of the fake data set's 200 training images, in batches of 40, 40 and a smaller last one of 20.
+FLAGS = ['--epochs', '3', '--cosine', '--lr', '0.02', '--wd', '5e-4', '--erase-p', '0.5', '--train-subset', '100',
+         '--batch-size', '40']
+
+
+def on(device):
+    """The flags of a run on `device`. On CUDA with --deterministic: otherwise cuDNN may pick
+    convolution algorithms that sum in another order from one run to the next."""
+    return ['--device', device] + (['--deterministic'] if device == 'cuda' else [])
+
+
+@pytest.fixture(scope='module')
+def reference_run(cifar_root, tmp_path_factory):
+    """reference_run(device): the folder of a finished ResNet-18 run of FLAGS on that device, made once."""
+    made = {}
+
+    def on_device(device):
+        if device not in made:
+            out = str(tmp_path_factory.mktemp('runs') / f'ref-{device}')
+            result = train_py(*FLAGS, *on(device), '--data-dir', cifar_root, '--out', out)
+            assert result.returncode == 0, result.stderr
+            made[device] = out
+        return made[device]
+    return on_device
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('device', DEVICES)
+def test_resnet18_learns(reference_run, device):
+    """The fake data set's classes are tinted: ResNet-18 must learn them, in the precision auto picks."""
+    rows = metrics(reference_run(device))
+    assert rows[-1]['train_loss'] < rows[0]['train_loss'] / 2 and rows[-1]['train_acc'] > 0.5
+    assert rows[-1]['val_loss'] < rows[0]['val_loss']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('device', DEVICES)
+def test_the_same_flags_give_the_same_run(reference_run, cifar_root, tmp_path, device):
+    result = train_py(*FLAGS, *on(device), '--data-dir', cifar_root, '--out', str(tmp_path / 'again'))
+    assert result.returncode == 0, result.stderr
+    assert without_seconds(metrics(tmp_path / 'again')) == without_seconds(metrics(reference_run(device)))
+
+
+@pytest.mark.slow
+def test_another_seed_gives_another_run(reference_run, cifar_root, tmp_path):
+    """Its first epoch already differs: another split, other initial weights, another order."""
+    result = train_py(*FLAGS, '--epochs', '1', '--seed', '1', '--device', 'cpu', '--data-dir', cifar_root,
+                      '--out', str(tmp_path / 'seed1'))
+    assert result.returncode == 0, result.stderr
+    first = without_seconds(metrics(reference_run('cpu')))[0] | {'lr': None}
+    assert without_seconds(metrics(tmp_path / 'seed1'))[0] | {'lr': None} != first
+
+
+@pytest.mark.slow
+def test_compile_learns_what_the_eager_model_learns(tmp_path):
+    """--compile fuses kernels, so its sums round in another order: the same run, to rounding.
+    fp32, so that rounding is ~1e-7 and not bf16's ~1e-3; one batch shape, so it compiles fast.
+    Epoch 2's losses are those of the weights after a step, so they compare the updates too.
+    Untinted images: on the tinted ones the first step falls so steeply (loss 2.4 to 1.8) that it
+    magnifies the rounding 100 times, and the comparison would say less."""
+    make_cifar(str(tmp_path), tint=False)
+    args = ['--epochs', '2', '--train-subset', '50', '--eval-subset', '50', '--batch-size', '50', '--lr', '0.05',
+            '--erase-p', '0.5', '--precision', 'fp32', '--device', 'cpu', '--data-dir', str(tmp_path)]
+    eager = train_py(*args, '--out', str(tmp_path / 'eager'))
+    compiled = train_py(*args, '--compile', '--out', str(tmp_path / 'compiled'))
+    assert eager.returncode == 0 and compiled.returncode == 0, compiled.stderr
+    for ours, reference in zip(metrics(tmp_path / 'compiled'), metrics(tmp_path / 'eager'), strict=True):
+        for key in ('train_loss', 'val_loss'):
+            assert ours[key] == pytest.approx(reference[key], rel=1e-4)
 
 
 def run_in_a_terminal(args):

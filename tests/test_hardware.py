@@ -1,0 +1,79 @@
+"""hardware.py promises the precision each GPU computes fastest, picked by its compute capability;
+one-line refusals of a device or a precision the machine lacks; and what config.json records. No
+GPU is needed: torch's query functions answer as each card would."""
+import socket
+
+import pytest
+import torch
+
+import hardware
+import train
+
+# What `--precision auto` must pick on the GPUs students have (HARDWARE.md, Precision).
+CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'), ('Tesla P100-PCIE-16GB', (6, 0), 'fp32'),
+         ('NVIDIA A100-SXM4-40GB', (8, 0), 'bf16'), ('NVIDIA H100 80GB HBM3', (9, 0), 'bf16'), ('NVIDIA H200', (9, 0), 'bf16')]
+
+
+def simulate_gpus(monkeypatch, name, capability, count=1, hip=None):
+    """Make torch answer as a machine with `count` of this card would: its query functions only."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: count)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)  # as torch says of all
+    monkeypatch.setattr(torch.version, 'hip', hip)
+
+
+@pytest.mark.parametrize('name, capability, expected', CARDS)
+def test_auto_precision_goes_by_the_card_s_tensor_cores(monkeypatch, name, capability, expected):
+    simulate_gpus(monkeypatch, name, capability)
+    device = hardware.pick_device('auto')
+    assert device.type == 'cuda' and hardware.pick_precision('auto', device) == expected
+    described = hardware.describe(device)
+    assert (described['device_name'], described['compute_capability']) == (name, '{}.{}'.format(*capability))
+
+
+def test_auto_precision_on_rocm_is_bf16(monkeypatch):
+    simulate_gpus(monkeypatch, 'AMD Instinct MI250X', (9, 0), hip='6.2')
+    assert hardware.pick_precision('auto', torch.device('cuda')) == 'bf16'
+
+
+def test_auto_precision_on_a_cpu_is_bf16_only_with_bf16_instructions(monkeypatch):
+    for has_them, expected in ((True, 'bf16'), (False, 'fp32')):
+        monkeypatch.setattr(hardware, 'cpu_computes_bf16', lambda: has_them)
+        assert hardware.pick_precision('auto', torch.device('cpu')) == expected
+    assert hardware.pick_precision('fp16', torch.device('cpu')) == 'fp16'  # a precision named is kept
+
+
+def test_autocast_computes_in_the_precision_named():
+    x, w = torch.randn(4, 8), torch.randn(8, 3)
+    for precision, dtype in (('fp32', torch.float32), ('bf16', torch.bfloat16)):
+        with hardware.autocast_for(torch.device('cpu'), precision):
+            assert (x @ w).dtype == dtype, precision
+
+
+def one_line_error(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    return err
+
+
+def test_bf16_on_a_card_without_bf16_tensor_cores_is_one_line(capsys, monkeypatch, tmp_path):
+    simulate_gpus(monkeypatch, 'Tesla T4', (7, 5))
+    err = one_line_error(capsys, ['--precision', 'bf16', '--out', str(tmp_path / 'never')])
+    assert 'Tesla T4 (compute capability 7.5) has no bf16 tensor cores' in err and not (tmp_path / 'never').exists()
+
+
+def test_a_gpu_the_machine_lacks_is_one_line(capsys, monkeypatch, tmp_path):
+    simulate_gpus(monkeypatch, 'Tesla T4', (7, 5), count=1)
+    err = one_line_error(capsys, ['--device', 'cuda:3', '--out', str(tmp_path / 'never')])
+    assert '--device cuda:3: this machine has 1 CUDA GPU, cuda:0 to cuda:0' in err and not (tmp_path / 'never').exists()
+
+
+def test_config_records_the_gpus_a_run_may_see_and_the_machine(monkeypatch):
+    """Provenance on a cluster or a shared machine: which node, and which of its GPUs."""
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '2')
+    described = hardware.describe(torch.device('cpu'))
+    assert described['cuda_visible_devices'] == '2' and described['host'] == socket.gethostname()
