@@ -7,13 +7,15 @@
 #   make lr-sweep ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in a minute
 #   make lr-sweep SEEDS='0 1 2'   every setting once per seed
 #   make study                    all seven experiments, 14 runs
-#   make -j4 study GPUS='0 1 2 3' the same on four GPUs, each run pinned to one, round robin
+#   make -j4 study GPUS='0 1 2 3' the same on four GPUs: each run takes one that no other run holds, as it starts
+#   make status                   a line per run: finished, running, interrupted, diverged or not started (EXP=wd: one experiment)
+#   make study SLURM='--gres=gpu:1 --time=6:00:00'   every unfinished run, as one Slurm job array (slurm.py)
 #   make figures, make tables     the report's figures and tables from the runs, in figures/
 #   make bench                    training speed, ours (eager and compiled) against the usual DataLoader pipeline
 #
-# A run whose summary.json exists is finished and is not run again; a run with a checkpoint
-# but no summary was interrupted and continues where it stopped (--resume). Every target
-# creates the virtual environment from requirements.txt first if it is missing.
+# A run whose summary.json exists has ended (finished, or diverged) and is not run again; a run
+# with a checkpoint but no summary was interrupted and continues where it stopped (--resume).
+# Every target creates the virtual environment from requirements.txt first if it is missing.
 
 PYTHON ?= python3
 VENV := .venv
@@ -22,9 +24,11 @@ ARGS ?=
 SEEDS ?= 0
 RUNS ?= runs
 GPUS ?=
+SLURM ?=
+EXP ?=
 
 EXPERIMENTS := lr-sweep schedule wd erase erase-p erase-scale erase-ratio
-.PHONY: test test-quick bench figures tables study $(EXPERIMENTS)
+.PHONY: test test-quick bench figures tables status study $(EXPERIMENTS)
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,19 +52,19 @@ figures: $(VENV)/installed
 tables: $(VENV)/installed
 	$(PY) report.py --tables --runs $(RUNS)
 
-# GPUS='0 1 2 3': each run is pinned to one GPU (CUDA_VISIBLE_DEVICES), the next in this list for
-# each run in the order the study lists them, round robin. Use as many jobs as GPUs: make -j4.
-gpu_turn := $(GPUS)
-# $(pin): the next run's CUDA_VISIBLE_DEVICES=N, and the list turned by one (nothing without GPUS).
-pin = $(if $(gpu_turn),CUDA_VISIBLE_DEVICES=$(firstword $(gpu_turn))$(eval gpu_turn := $(wordlist 2,$(words $(gpu_turn)),$(gpu_turn)) $(firstword $(gpu_turn))))
+# A line per run of the study, or of the experiments in EXP: its state, epoch, accuracy and time (runs.py).
+status: | $(VENV)/installed
+	@$(PY) runs.py $(if $(EXP),$(foreach e,$(EXP),$(FOLDERS_$(e))),$(FOLDERS_study))
 
-# $(call experiment,NAME,SETTING,FLAGS): the target NAME gains the runs of one setting, one per
-# seed, each in $(RUNS)/NAME/SETTING/seedN/. ARGS come last, so they override FLAGS.
-experiment = $(foreach seed,$(SEEDS),$(eval $(call run,$(1),$(2),$(3),$(seed),$(pin))))
+# $(call experiment,NAME,SETTING,FLAGS): the experiment NAME gains the runs of one setting, one per
+# seed, each in $(RUNS)/NAME/SETTING/seedN/ (listed in FOLDERS_NAME). ARGS come last, so they
+# override FLAGS. GPUS='0 1 2 3': each run takes a GPU of these that no other run holds, as it
+# starts, and waits for one if all are taken (train.py --gpu-pool).
+experiment = $(foreach seed,$(SEEDS),$(eval $(call run,$(1),$(2),$(3),$(seed))))
 define run
-$(1): $(RUNS)/$(1)/$(2)/seed$(4)/summary.json
+FOLDERS_$(1) += $(RUNS)/$(1)/$(2)/seed$(4)
 $(RUNS)/$(1)/$(2)/seed$(4)/summary.json: | $(VENV)/installed
-	$(5) $(PY) train.py $(3) --seed $(4) --out $$(@D) $$(ARGS) $$(if $$(wildcard $$(@D)/checkpoint.pt),--resume)
+	$(PY) train.py $(3) --seed $(4) --out $$(@D)$(if $(GPUS), --gpu-pool $(GPUS)) $$(ARGS) $$(if $$(wildcard $$(@D)/checkpoint.pt),--resume)
 endef
 
 # 1. Learning rate: 15 epochs, constant rate, no weight decay.
@@ -83,4 +87,16 @@ $(call experiment,erase-scale,scale0.33-0.67,$(BEST) --erase-p 1.0 --erase-scale
 $(call experiment,erase-ratio,ratio0.9-1.1,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.9 1.1)
 $(call experiment,erase-ratio,ratio0.2-5.0,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.2 5.0)
 
+FOLDERS_study := $(foreach e,$(EXPERIMENTS),$(FOLDERS_$(e)))
+
+ifeq ($(SLURM),)
+# An experiment is made of its runs' summaries: make runs those that are missing.
+$(foreach e,$(EXPERIMENTS),$(eval $(e): $(addsuffix /summary.json,$(FOLDERS_$(e)))))
 study: $(EXPERIMENTS)
+else
+# With SLURM, a target submits its unfinished runs as one Slurm job array instead, a task per run,
+# each of which runs its run through make, on a GPU of the cluster's (slurm.py).
+$(EXPERIMENTS) study: | $(VENV)/installed
+	$(PY) slurm.py --sbatch='$(SLURM)' --name $@ --runs '$(RUNS)' --make 'RUNS=$(RUNS)' --make 'SEEDS=$(SEEDS)' \
+		--make 'ARGS=$(ARGS)' $(FOLDERS_$@)
+endif

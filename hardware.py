@@ -23,10 +23,16 @@ AVX512-BF16, torch 2.14.1: `train.py --epochs 1 --train-subset 2048 --eval-subse
 import os
 import platform
 import socket
+import time
 
 import torch
 
+import locks
+
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+# The GPU pool's locks, gpuN.lock: in the project's folder, unless GPU_LOCKS names another (one
+# that several clones of the project share, so that their runs share the machine's GPUs).
+GPU_LOCKS = os.environ.get('GPU_LOCKS') or os.path.join(os.path.dirname(os.path.abspath(__file__)), '.gpus')
 HALF = {'bf16': torch.bfloat16, 'fp16': torch.float16}  # autocast's dtype for each half precision
 # Channels-last (NHWC) memory is the layout cuDNN's tensor-core convolutions and oneDNN's CPU ones
 # compute in: with NCHW tensors they would convert at every layer. Expected to be faster, as
@@ -51,6 +57,27 @@ def pick_device(name):
         raise ValueError(f'--device {name}: this machine has {count} CUDA GPU{"s" * (count > 1)}, '
                          f'cuda:0 to cuda:{count - 1}')
     return device
+
+
+def take_gpu(pool, wait=2.0):
+    """One GPU of `pool` (['0', '1', ...]) that no other run of this project holds, held until this
+    process ends, and the only one it may see (CUDA_VISIBLE_DEVICES). While every GPU of the pool
+    is held, it waits for one to come free, and says so once. Returns the GPU taken.
+
+    Taken as the run starts, rather than planned before any run starts: runs end in an order no
+    plan knows, and a run given a busy GPU by a plan would share it at half speed while another
+    idles. Call it before anything asks torch about CUDA, which reads CUDA_VISIBLE_DEVICES once."""
+    os.makedirs(GPU_LOCKS, exist_ok=True)
+    said = False
+    while True:
+        for gpu in pool:
+            if locks.acquire(os.path.join(GPU_LOCKS, f'gpu{gpu}.lock')) is not None:  # kept: the process holds it
+                os.environ['CUDA_VISIBLE_DEVICES'] = gpu
+                return gpu
+        if not said:
+            print(f'waiting for a free GPU: {" ".join(pool)} are all held by other runs of this project', flush=True)
+            said = True
+        time.sleep(wait)
 
 
 def cpu_computes_bf16():

@@ -131,8 +131,8 @@ the seeds when both have two or more; otherwise z, as for the report.
 in the validation set, not the randomness of training itself (initial weights, data order, augmentation): two \
 seeds of one setting differ by more than they allow. Only several seeds see that (`make study SEEDS='0 1 2'`).
 - **Verdicts**: *reproduced* (ours is beyond noise, the same way), *reversed* (beyond noise, the other way), \
-*within noise*, *not run yet* (no finished run of one of the two). A verdict on runs that depart from the \
-report's setting says on what it stands."""
+*within noise*, *not run yet* (no finished run of one of the two), or which of the two *diverged* (its loss \
+became nan or inf, and the run stopped). A verdict on runs that depart from the report's setting says on what it stands."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +140,9 @@ report's setting says on what it stands."""
 
 
 def accuracy(found, split):
-    """Our final accuracy on 'val' or 'test' over the runs of one setting, or None before any has one."""
+    """Our final accuracy on 'val' or 'test' over the runs of one setting that have not diverged,
+    or None before any has one."""
+    found = [r for r in found if not diverged(r)]
     values = [v for v in (final(r)[f'{split}_acc'] for r in found) if v is not None]
     if len(values) > 1:
         return Estimate(*mean_sd_sem(values))
@@ -202,7 +204,6 @@ def verdict(margin):
 def conclusions(found):
     """The Conclusions section: for each claim of the report and each setting it says its winner
     beats, the report's margin and whether it is beyond noise, ours, and the verdict."""
-    finished = lambda found_runs: [r for r in found_runs if r['summary']]
     lines = ['## Conclusions: which of the report\'s claims survive the noise', '',
              '| the report\'s claim | against | report: Δ val acc | beyond one run\'s noise? | '
              'ours: Δ val acc | our test | verdict |',
@@ -216,6 +217,10 @@ def conclusions(found):
             departed = departures(winner_row, finished(winner_runs)) + departures(rival_row, finished(rival_runs))
             on = '; '.join(dict.fromkeys(departed))
             judged = verdict(ours) + (f', on {on}' if ours and on else '')
+            gone = [s.label for s, setting_runs in ((claim.winner, winner_runs), (rival, rival_runs))
+                    if any(map(diverged, setting_runs))]
+            if ours is None and gone:  # no verdict, and not for want of runs
+                judged = ' and '.join(gone) + ' diverged'
             lines.append(f'| {claim.text if i == 0 else ""} | {rival.label} | {points(theirs)} | '
                          f'{"yes" if theirs.p < ALPHA else "no"}, {p_text(theirs.p)} | {points(ours) if ours else ""} | '
                          f'{f"{ours.test}: {p_text(ours.p)}" if ours else ""} | {judged} |')
@@ -289,10 +294,20 @@ def final(run):
     return {k: summary.get(k) if k.startswith('test') else last[k] for k in METRICS}
 
 
+def diverged(run):
+    return 'diverged_at' in (run['summary'] or {})
+
+
+def finished(found_runs):
+    """The runs that ended with their numbers: a summary, and no divergence."""
+    return [r for r in found_runs if r['summary'] and not diverged(r)]
+
+
 def progress(found_runs):
-    """'' for finished runs, else a note of how far the unfinished ones have got."""
-    notes = [f'{len(r["metrics"])}/{r["config"]["flags"]["epochs"]}' for r in found_runs if not r['summary']]
-    return f'in progress: epoch {", ".join(notes)}' if notes else ''
+    """'' when every run has finished, else what the others are: in progress, or diverged."""
+    notes = [f'in progress: epoch {len(r["metrics"])}/{r["config"]["flags"]["epochs"]}' for r in found_runs
+             if not r['summary']]
+    return '; '.join(notes + [f'diverged at epoch {r["summary"]["diverged_at"]}' for r in found_runs if diverged(r)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,7 +367,7 @@ def results_table(experiment, rows):
         if not found_runs:
             lines.append(f'| {name} | ours | | 0 | no run |' + ' |' * 5)
             continue
-        ours = {k: mean_sd([final(r)[k] for r in found_runs]) for k in METRICS}
+        ours = {k: mean_sd([final(r)[k] for r in found_runs if not diverged(r)]) for k in METRICS}
         notes = '; '.join(n for n in [progress(found_runs)] + departures(row, found_runs) if n)
         epochs = ', '.join(sorted({str(len(r['metrics'])) for r in found_runs}))
         lines.append(f'| {name} | ours{f" ({notes})" if notes else ""} | {epochs} | {len(found_runs)} | '

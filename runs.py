@@ -9,6 +9,8 @@ its format. train.py writes it; report.py reads it.
     checkpoint.pt   everything the next epoch depends on, rewritten after every epoch
     predictions.pt  the final predicted class of every validation and test image, by index
     summary.json    the final numbers; written last, so a folder with a summary holds a finished run
+                    (or one that diverged, which says at which epoch)
+    lock            held by the process that trains the run (locks.py), so that no other writes it
 
 A folder with a checkpoint and no summary holds an interrupted run, which `--resume` continues
 exactly: the resumed run's metrics and weights are those of the run never interrupted. That
@@ -17,18 +19,25 @@ checkpoint must hold every state that changes from step to step: the weights, SG
 fp16's loss scale, and the random generators of the data order and of the augmentations.
 
 Files are replaced atomically (write_atomic): a kill at any moment leaves the old file or the
-new one, never half of one.
+new one, never half of one, and so does a disk that fills up.
+
+    python runs.py RUN...        a line per run: its state, its epoch, its accuracy, its time (make status)
 """
 import argparse
+import contextlib
+import datetime
+import errno
+import io
 import json
+import math
 import os
 import platform
 import subprocess
-import time
 
 import torch
 
 import hardware
+import locks
 
 # The flags that define what a run learns, and so the run itself: config.json and the checkpoint
 # must agree on them, --resume takes them from config.json, and a run's default folder is named
@@ -39,6 +48,7 @@ TRAINING_FLAGS = ('lr', 'epochs', 'batch_size', 'momentum', 'cosine', 'wd', 'era
 # --resume keeps the run's own unless they are given again.
 KEPT_ON_RESUME = ('compile', 'deterministic')
 CHECKPOINT_KEYS = {'config', 'device_type', 'epoch', 'model', 'optimizer', 'scaler', 'rng', 'metrics', 'val_pred'}
+LOCK = 'lock'
 
 
 class RunError(Exception):
@@ -93,24 +103,46 @@ def take_saved_flags(args, given):
 
 
 def state(out):
-    """'finished' (it has a summary), 'interrupted' (a checkpoint and no summary), or 'not started'."""
-    if os.path.exists(os.path.join(out, 'summary.json')):
-        return 'finished'
+    """'finished' or 'diverged' (it has a summary), 'interrupted' (a checkpoint and no summary), or
+    'not started'. Whether a process is training it now, only its lock can say (status())."""
+    summary = read_json(os.path.join(out, 'summary.json'))
+    if summary is not None:
+        return 'diverged' if 'diverged_at' in summary else 'finished'
     return 'interrupted' if os.path.exists(os.path.join(out, 'checkpoint.pt')) else 'not started'
 
 
-def prepare(out, resume, force):
-    """What to do with the folder, decided before anything is written into it: 'start', 'resume',
-    or 'finished' (--resume of a run that has its summary). ValueError if the flags don't fit it."""
+@contextlib.contextmanager
+def claimed(out, resume, force):
+    """The run's folder, this process's alone until the block ends: no other process can start,
+    resume or --force the run meanwhile. Yields what to do: 'start', 'resume', or, for --resume of
+    an ended run, 'finished' or 'diverged'. RunError if the folder is taken or does not fit the flags.
+    A folder made here, in which nothing was written, is removed again at the end."""
     if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f'--out {out} is a file, not a folder')
-    now = state(out)
+        raise RunError(f'--out {out} is a file, not a folder')
+    made = not os.path.exists(out)
+    os.makedirs(out, exist_ok=True)
+    lock = locks.acquire(os.path.join(out, LOCK))
+    if lock is None:
+        raise RunError(f'{out} is being trained by {locks.holder(os.path.join(out, LOCK)) or "another process"}; '
+                       f'wait for it, or stop that process first')
+    try:
+        yield decide(out, resume, force)
+    finally:
+        if made and os.listdir(out) == [LOCK]:
+            os.remove(os.path.join(out, LOCK))
+            os.rmdir(out)
+        locks.release(lock)
+
+
+def decide(out, resume, force):
+    """What --resume and --force do with the run the folder holds."""
+    found = state(out)
     if resume:
-        if now == 'not started':
-            raise ValueError(f'{out} has no checkpoint.pt to resume; start the run without --resume')
-        return 'finished' if now == 'finished' else 'resume'
-    if now != 'not started' and not force:
-        raise ValueError(f'{out} already holds a run: add --resume to continue it, or --force to start over')
+        if found == 'not started':
+            raise RunError(f'{out} has no checkpoint.pt to resume; start the run without --resume')
+        return 'resume' if found == 'interrupted' else found
+    if found != 'not started' and not force:
+        raise RunError(f'{out} already holds a run: add --resume to continue it, or --force to start over')
     return 'start'
 
 
@@ -129,9 +161,17 @@ def start(args, device, sizes, mean, std):
 def save_epoch(out, metrics, checkpoint):
     """After an epoch: its checkpoint, then its line of metrics.jsonl. A kill between the two
     leaves a checkpoint one epoch ahead, which restore() mends."""
-    write_atomic(os.path.join(out, 'checkpoint.pt'), lambda f: torch.save(checkpoint, f))
-    with open(os.path.join(out, 'metrics.jsonl'), 'a') as f:
-        f.write(json.dumps(metrics) + '\n')
+    write_atomic(os.path.join(out, 'checkpoint.pt'), serialized(checkpoint))
+    append(os.path.join(out, 'metrics.jsonl'), json.dumps(metrics) + '\n')
+
+
+def diverged(out, metrics):
+    """An epoch whose loss is nan or inf: its line of metrics, and a summary that says so. A run with
+    a summary has ended: make does not start it again, report.py shows it as diverged, and
+    only --force starts it over. The checkpoint keeps the last epoch that was still a number."""
+    append(os.path.join(out, 'metrics.jsonl'), json.dumps(metrics) + '\n')
+    write_json(os.path.join(out, 'summary.json'), {'diverged_at': metrics['epoch'], 'train_loss': metrics['train_loss'],
+                                                   'val_loss': metrics['val_loss'], 'finished': now()})
 
 
 def checkpoint(args, device, model, optimizer, scaler, order_gen, augment_gen, history, val_pred):
@@ -167,8 +207,7 @@ def restore(args, device, model, optimizer, scaler, order_gen, augment_gen):
     scaler.load_state_dict(state['scaler'])
     order_gen.set_state(state['rng']['order'].cpu())
     augment_gen.set_state(state['rng']['augment'].cpu())
-    write_atomic(os.path.join(args.out, 'metrics.jsonl'),
-                 lambda f: f.write(''.join(json.dumps(m) + '\n' for m in state['metrics']).encode()))
+    write_atomic(os.path.join(args.out, 'metrics.jsonl'), ''.join(json.dumps(m) + '\n' for m in state['metrics']).encode())
     return state['metrics'], state['val_pred'].to(device)
 
 
@@ -178,24 +217,36 @@ def finish(out, summary, splits):
     predictions.pt has, for each split, every image's index, true class and predicted class, so
     that two runs can be compared image by image (report.py, McNemar's test). 10,000 images take
     100 kB: int64 indices, int8 classes."""
-    write_atomic(os.path.join(out, 'predictions.pt'), lambda f: torch.save({
+    write_atomic(os.path.join(out, 'predictions.pt'), serialized({
         name: {'index': split.idx, 'label': split.y.to(torch.int8).cpu(), 'pred': pred.cpu()}
-        for name, (split, pred) in splits.items()}, f))
+        for name, (split, pred) in splits.items()}))
     write_json(os.path.join(out, 'summary.json'), summary | {'finished': now()})
 
 
 def read(folder):
     """A run's files as written: {'folder', 'config', 'metrics', 'summary'}; the summary is None
     while the run is unfinished. None for a folder without config.json and a first epoch."""
-    def load(name, lines=False):
-        path = os.path.join(folder, name)
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()] if lines else json.load(f)
-    run = {'folder': folder, 'config': load('config.json'), 'metrics': load('metrics.jsonl', lines=True),
-           'summary': load('summary.json')}
+    run = {'folder': folder, 'config': read_json(os.path.join(folder, 'config.json')),
+           'metrics': read_metrics(folder), 'summary': read_json(os.path.join(folder, 'summary.json'))}
     return run if run['config'] and run['metrics'] else None
+
+
+def read_json(path):
+    """A JSON file's content, or None if there is no such file."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def read_metrics(folder):
+    """metrics.jsonl as a list of dicts; [] if there is none yet."""
+    try:
+        with open(os.path.join(folder, 'metrics.jsonl')) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
 
 
 def read_predictions(folder):
@@ -205,7 +256,7 @@ def read_predictions(folder):
 
 
 def now():
-    return time.strftime('%Y-%m-%dT%H:%M:%S%z')
+    return datetime.datetime.now().astimezone().isoformat(timespec='milliseconds')
 
 
 def git_commit():
@@ -220,16 +271,96 @@ def git_commit():
     return commit + ('-dirty' if dirty else '')
 
 
-def write_atomic(path, write):
-    """write(f) into path.tmp, then rename it over path: a kill at any moment leaves either the
-    old file or the new one, never half of one."""
+def write_atomic(path, data):
+    """The bytes `data` into path.tmp, then renamed over path: a kill at any moment leaves either
+    the old file or the new one, never half of one. A disk that fills up, or a quota reached,
+    leaves the old file too, and no path.tmp to keep the disk full: one RunError says so."""
     tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise out_of_space(path, len(data)) from None
+        raise
+
+
+def append(path, text):
+    """A line at the end of a file (metrics.jsonl); out of space, the same RunError as write_atomic.
+    A line cut short by a full disk is mended on --resume, which rewrites the file from the checkpoint."""
+    try:
+        with open(path, 'a') as f:
+            f.write(text)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise out_of_space(path, len(text)) from None
+        raise
+
+
+def out_of_space(path, size):
+    folder, name = os.path.split(path)
+    checkpoint = os.path.join(folder, 'checkpoint.pt')
+    need = size if name == 'checkpoint.pt' else os.path.getsize(checkpoint) if os.path.exists(checkpoint) else None
+    size = f'{need / 2 ** 20:.1f} MB' if need and need >= 2 ** 20 else f'{(need or 0) / 2 ** 10:.0f} kB'
+    needs = f'; a checkpoint of this run needs {size}, twice that while the new one replaces the old' if need else ''
+    resume = f'python train.py --resume --out {folder}' if os.path.exists(checkpoint) else 'the same command again'
+    return RunError(f'no space left in {folder} to write {name}{needs}. Its last finished epoch is on disk: '
+                    f'free some space, then {resume}')
+
+
+def serialized(obj):
+    """torch.save's bytes: made in memory first, so that a full disk fails in write_atomic, and
+    the message can say how much space the checkpoint needs."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def write_json(path, obj):
-    write_atomic(path, lambda f: f.write((json.dumps(obj, indent=1) + '\n').encode()))
+    write_atomic(path, (json.dumps(obj, indent=1) + '\n').encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# A study at a glance: python runs.py RUN... (make status).
+
+
+def status(folder):
+    """What a line of make status says of a run: its folder; its state (running, told by its lock,
+    which its process holds until it ends, or finished, diverged, interrupted, not started); epoch k
+    of N; the last validation accuracy; its training time so far and, while it runs, the time left."""
+    holder = locks.holder(os.path.join(folder, LOCK))
+    found = f'running ({holder})' if holder else state(folder)
+    config, rows = read_json(os.path.join(folder, 'config.json')), read_metrics(folder)
+    if config is None:
+        return [folder, found, '', '', '']
+    epochs = config['flags']['epochs']
+    time_so_far = f'{clock(sum(row["seconds"] for row in rows))} so far'
+    if holder and rows:  # at the pace of its last epochs, this process's
+        pace = sum(row['seconds'] for row in rows[-3:]) / len(rows[-3:])
+        time_so_far += f', {clock(pace * (epochs - len(rows)))} left'
+    accuracy = f'val acc {100 * rows[-1]["val_acc"]:.2f}%' if rows else ''
+    return [folder, found, f'epoch {len(rows)}/{epochs}', accuracy, time_so_far]
+
+
+def clock(seconds):
+    """Seconds as h:mm:ss."""
+    seconds = int(seconds) if math.isfinite(seconds) else 0
+    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def main():
+    parser = argparse.ArgumentParser(description='A line per run: its state, epoch, last validation accuracy and time.')
+    parser.add_argument('folders', nargs='+', metavar='RUN', help='run folders (make status gives the study\'s)')
+    lines = [status(folder) for folder in parser.parse_args().folders]
+    widths = [max(len(line[k]) for line in lines) for k in range(5)]
+    for line in lines:
+        print('  '.join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+if __name__ == '__main__':
+    main()

@@ -7,14 +7,13 @@
 
 The file reads top to bottom: the data as batches, one epoch of SGD, evaluation, the run epoch
 by epoch, then the flags. Settings are chosen on the validation split; the test set is evaluated
-once, after the last epoch, and its numbers are only reported (data.py says why).
-
-What a run writes into its folder, and how --resume continues it exactly, is runs.py's; which
-device and precision it computes in, hardware.py's.
+once, after the last epoch, and its numbers are only reported (data.py says why). What a run
+writes and how --resume continues it is runs.py's; the device and the precision, hardware.py's.
 """
 import argparse
 import functools
 import math
+import signal
 import sys
 import time
 
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 import runs
 from augment import crop_flip, erase, sample_boxes, sample_crops
 from data import DataError, load_splits, normalize
-from hardware import MEMORY_FORMAT, PRECISIONS, autocast_for, pick_device, pick_precision, set_determinism
+from hardware import MEMORY_FORMAT, PRECISIONS, autocast_for, pick_device, pick_precision, set_determinism, take_gpu
 from model import ResNet18
 from schedule import lr_at
 
@@ -57,6 +56,7 @@ def train_one_epoch(model, optimizer, scaler, batches, autocast):
     model.train()
     loss_sum = torch.zeros((), device=next(model.parameters()).device)
     correct = torch.zeros((), dtype=torch.int64, device=loss_sum.device)
+    counted = torch.zeros((), dtype=torch.int64, device=loss_sum.device)  # images whose batch loss was a number
     images = 0
     for x, y in batches:
         with autocast():
@@ -69,10 +69,15 @@ def train_one_epoch(model, optimizer, scaler, batches, autocast):
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        loss_sum += loss.detach() * len(y)  # the batch's mean loss, back to a sum over its images
+        # The batch's mean loss, back to a sum over its images; left out if it overflowed, since in
+        # fp16 the scaler then skipped the step. If every batch overflows, the epoch's loss is nan.
+        finite = torch.isfinite(loss.detach())
+        loss_sum += torch.where(finite, loss.detach() * len(y), 0.0)
+        counted += finite * len(y)
         correct += (logits.argmax(dim=1) == y).sum()
         images += len(y)
-    return loss_sum.item() / images, correct.item() / images
+    counted = counted.item()
+    return loss_sum.item() / counted if counted else math.nan, correct.item() / images
 
 
 @torch.no_grad()
@@ -123,9 +128,8 @@ def train(args, device, resume):
     train_split, val, test, mean, std = load_splits(args.data_dir, args.seed, device, args.train_subset, args.eval_subset)
     model, step_model, optimizer, scaler = build(args.seed, args.lr, args.momentum, args.wd, args.precision, device,
                                                  args.compile)
-    order_gen = torch.Generator().manual_seed(args.seed)                     # data order, on the CPU
-    augment_gen = torch.Generator(device=device).manual_seed(args.seed + 1)  # augmentation, on the device
-    generators = (order_gen, augment_gen)
+    generators = (torch.Generator().manual_seed(args.seed),                    # data order, on the CPU
+                  torch.Generator(device=device).manual_seed(args.seed + 1))   # augmentation, on the device
     history, val_pred = [], None
     if resume:
         history, val_pred = runs.restore(args, device, model, optimizer, scaler, *generators)
@@ -148,6 +152,10 @@ def train(args, device, resume):
         val_loss, val_acc, val_pred = evaluate(step_model, val.x, val.y, mean, std, autocast)
         metrics = {'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss, 'train_acc': train_acc,
                    'val_loss': val_loss, 'val_acc': val_acc, 'seconds': time.perf_counter() - t0}
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):  # hours more of training would not mend it
+            runs.diverged(args.out, metrics)
+            raise runs.RunError(f'{args.out} diverged at epoch {epoch + 1}: training loss {train_loss}, validation loss '
+                                f'{val_loss}; try a lower --lr than {args.lr}. Its summary.json says so; --force starts it over')
         history.append(metrics)
         runs.save_epoch(args.out, metrics,
                         runs.checkpoint(args, device, model, optimizer, scaler, *generators, history, val_pred))
@@ -221,6 +229,9 @@ def build_parser():
     p.add_argument('--data-dir', default='data', help='folder holding cifar-10-batches-py (default: %(default)s)')
     p.add_argument('--out', default=None, help='folder of this run (default: runs/ and a name made from the flags)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto, cuda when available)')
+    p.add_argument('--gpu-pool', nargs='+', metavar='GPU',
+                   help='GPUs to take one from that no other run of this project holds, waiting for one if need be '
+                        '(make GPUS=...) (default: all that CUDA_VISIBLE_DEVICES shows)')
     p.add_argument('--resume', action='store_true',
                    help='continue the run in --out from its checkpoint, with its own flags (--compile included)')
     p.add_argument('--force', action='store_true', help='start over in an --out that already holds a run, deleting it')
@@ -257,17 +268,19 @@ def main(argv=None):
         if args.resume:
             runs.take_saved_flags(args, runs.given_flags(parser, argv))
         check_flags(args)
+        if args.gpu_pool:  # before torch looks for CUDA
+            take_gpu(args.gpu_pool)
         device = pick_device(args.device)
         # auto becomes what it picked here, and is saved so: a run resumed on other hardware keeps it.
         args.precision = pick_precision(args.precision, device)
-        todo = runs.prepare(args.out, args.resume, args.force)
     except ValueError as e:
         parser.error(str(e))
-    if todo == 'finished':
-        print(f'{args.out} is finished (summary.json): nothing to resume')
-        return
     try:
-        train(args, device, resume=todo == 'resume')
+        with runs.claimed(args.out, args.resume, args.force) as todo:  # no other process may write the run
+            if todo in ('start', 'resume'):
+                train(args, device, resume=todo == 'resume')
+            else:
+                print(f'{args.out} has {todo} (summary.json): nothing to resume')
     except (DataError, runs.RunError) as e:  # the data set or the run folder: one line, exit status 1
         sys.exit(f'{parser.prog}: error: {e}')
     except KeyboardInterrupt:  # Ctrl-C: the epoch in progress is lost, the last finished one is on disk
@@ -280,4 +293,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    # kill's SIGTERM, and Slurm's at a time limit, preemption or requeue: stop as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     main()

@@ -83,9 +83,10 @@ class TinyNet(nn.Module):
         return self.fc(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
 
 
-# train.main with TinyNet in place of ResNet-18, in a process of its own.
-WITH_TINY_NET = ('import sys; sys.path[:0] = [{!r}, {!r}]; import train; from conftest import TinyNet; '
-                 'train.ResNet18 = TinyNet; train.main(sys.argv[1:])').format(ROOT, os.path.join(ROOT, 'tests'))
+# train.py with TinyNet in place of ResNet-18, in a process of its own: SIGTERM stops it as Ctrl-C, as it does train.py.
+WITH_TINY_NET = ('import signal, sys; sys.path[:0] = [{!r}, {!r}]; import train; from conftest import TinyNet; '
+                 'train.ResNet18 = TinyNet; signal.signal(signal.SIGTERM, signal.default_int_handler); '
+                 'train.main(sys.argv[1:])').format(ROOT, os.path.join(ROOT, 'tests'))
 
 
 def train_py(*args, wait=True, tiny=False, env=None):

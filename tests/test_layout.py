@@ -61,7 +61,7 @@ def test_every_flag_is_a_training_flag_or_says_where_or_how_a_run_computes():
     """runs.TRAINING_FLAGS must name every flag that changes what a run learns: those are the ones
     --resume takes from config.json and a checkpoint must match. A new flag fails this test until
     it is put in one list or the other, so none joins either by default."""
-    where = {'out', 'resume', 'force', 'device', 'data_dir'}
+    where = {'out', 'resume', 'force', 'device', 'data_dir', 'gpu_pool'}
     flags = {action.dest for action in train.build_parser()._actions if action.dest != 'help'}
     assert flags == set(runs.TRAINING_FLAGS) | set(runs.KEPT_ON_RESUME) | where
     assert not set(runs.TRAINING_FLAGS) & (set(runs.KEPT_ON_RESUME) | where)

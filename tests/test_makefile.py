@@ -1,7 +1,6 @@
 """The Makefile promises one target per experiment whose runs have exactly the report's settings."""
 import json
 import os
-import re
 import shlex
 import subprocess
 
@@ -68,17 +67,34 @@ def test_finished_runs_are_skipped_and_interrupted_ones_resumed(tmp_path):
     assert runs[str(interrupted)].resume and not runs[f'{tmp_path}/lr-sweep/lr0.001/seed0'].resume
 
 
-def test_gpus_pin_each_run_to_one_gpu_in_turn(tmp_path):
-    """make -j2 study GPUS='0 1': each command starts with the one GPU it may see, round robin over
-    the study's runs in order, seeds included."""
-    for gpus, seeds in (('0 1', '0'), ('0 1 2', '0 1')):
-        commands = planned_commands('study', f'RUNS={tmp_path}', f'GPUS={gpus}', f'SEEDS={seeds}')
-        pins = [re.findall(r'CUDA_VISIBLE_DEVICES=(\S*)', line) for line in commands]
-        assert len(commands) == 14 * len(seeds.split()) and all(len(pin) == 1 for pin in pins)
-        assert all(line.startswith('CUDA_VISIBLE_DEVICES=') for line in commands)  # the environment of train.py
-        gpu_list = gpus.split()
-        assert [pin[0] for pin in pins] == [gpu_list[k % len(gpu_list)] for k in range(len(commands))]
+def test_gpus_give_every_run_the_pool_to_take_a_gpu_from(tmp_path):
+    """make -j4 study GPUS='0 1 2 3': no GPU is fixed in advance; each run takes a free one of the
+    pool as it starts (tests/test_runs.py runs it)."""
+    for seeds in ('0', '0 1'):
+        runs = planned_runs('study', f'RUNS={tmp_path}', 'GPUS=0 1 2', f'SEEDS={seeds}')
+        assert len(runs) == 14 * len(seeds.split()) and all(args.gpu_pool == ['0', '1', '2'] for args in runs.values())
+    assert not any('CUDA_VISIBLE_DEVICES' in line for line in planned_commands('study', f'RUNS={tmp_path}', 'GPUS=0 1'))
 
 
-def test_without_gpus_no_run_is_pinned(tmp_path):
-    assert not any('CUDA_VISIBLE_DEVICES' in line for line in planned_commands('study', f'RUNS={tmp_path}'))
+def test_without_gpus_no_run_is_given_a_pool(tmp_path):
+    assert all(args.gpu_pool is None for args in planned_runs('study', f'RUNS={tmp_path}').values())
+
+
+def test_with_slurm_a_target_submits_its_runs_instead_of_running_them(tmp_path):
+    """One slurm.py command, given every run folder of the target and the variables each task needs."""
+    shown = subprocess.run(['make', '-n', '--no-print-directory', '-C', ROOT, 'wd', f'RUNS={tmp_path}', 'SEEDS=0 1', 'ARGS=--epochs 2',
+                            'SLURM=--time=1:00:00 --gres=gpu:1'], capture_output=True, text=True, check=True).stdout
+    command = shlex.split(shown.replace('\\\n', ' '))
+    assert 'train.py' not in shown and command[1] == 'slurm.py'
+    assert '--sbatch=--time=1:00:00 --gres=gpu:1' in command
+    assert [command[i + 1] for i, word in enumerate(command) if word == '--make'] == \
+        [f'RUNS={tmp_path}', 'SEEDS=0 1', 'ARGS=--epochs 2']
+    assert command[-4:] == [f'{tmp_path}/wd/{s}/seed{n}' for s in ('wd5e-4', 'wd1e-2') for n in (0, 1)]
+
+
+def test_status_lists_the_runs_of_the_study_or_of_one_experiment(tmp_path):
+    listed = lambda *args: [line.split()[0] for line in subprocess.run(
+        ['make', '-s', '-C', ROOT, 'status', f'RUNS={tmp_path}', *args], capture_output=True, text=True,
+        check=True).stdout.splitlines()]
+    assert len(listed()) == 14 and len(listed('SEEDS=0 1 2')) == 42
+    assert listed('EXP=wd erase') == [f'{tmp_path}/wd/wd5e-4/seed0', f'{tmp_path}/wd/wd1e-2/seed0', f'{tmp_path}/erase/p1.0/seed0']

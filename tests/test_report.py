@@ -39,12 +39,16 @@ def write_run(folder, flags=None, val_accs=(0.5,), sizes=None, summary=True, rig
              'val_loss': 1.5 / (e + 1), 'val_acc': acc, 'seconds': 1.0} for e, acc in enumerate(val_accs)]
     with open(os.path.join(folder, 'config.json'), 'w') as f:
         json.dump({'flags': flags, 'sizes': sizes}, f)
-    with open(os.path.join(folder, 'metrics.jsonl'), 'w') as f:
-        f.writelines(json.dumps(row) + '\n' for row in rows)
-    if summary:
+    if summary == 'diverged':  # as train.py leaves a run whose loss became nan at its last epoch
+        rows[-1] |= {'train_loss': math.nan, 'val_loss': math.nan}
+        with open(os.path.join(folder, 'summary.json'), 'w') as f:
+            json.dump({'diverged_at': len(rows), 'train_loss': math.nan, 'val_loss': math.nan}, f)
+    elif summary:
         with open(os.path.join(folder, 'summary.json'), 'w') as f:
             json.dump({k: rows[-1][k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')}
                       | {'test_loss': 0.7, 'test_acc': val_accs[-1] - 0.01}, f)
+    with open(os.path.join(folder, 'metrics.jsonl'), 'w') as f:
+        f.writelines(json.dumps(row) + '\n' for row in rows)
     if right is not None:
         n = len(right)
         label = torch.arange(n, dtype=torch.int8) % 10
@@ -163,6 +167,18 @@ def test_seeds_on_both_sides_are_compared_by_welch_s_t(tmp_path):
     assert verdict == 'within noise'  # p = 0.061: five points, yet three seeds a side cannot tell
 
 
+def test_a_diverged_run_is_shown_as_diverged_and_compared_with_nothing(tmp_path):
+    """lr 0.1's run diverged at its second epoch: its row says so and shows none of its numbers,
+    and the verdict on lr 0.01 against it says that, rather than compare nan."""
+    write_run(tmp_path / 'runs/lr-sweep/lr0.1/seed0', {'lr': 0.1}, val_accs=(0.3, 0.1), summary='diverged')
+    write_run(tmp_path / 'runs/lr-sweep/lr0.01/seed0', val_accs=(0.5, 0.6))
+    tables = tables_of(tmp_path / 'runs', tmp_path)
+    cells = row(tables, 'lr 0.1', 'ours')
+    assert cells[1] == 'ours (diverged at epoch 2)' and cells[4:] == [''] * 6
+    assert conclusions(tables)[LR_CLAIM, 'lr 0.1'][-1] == 'lr 0.1 diverged'
+    assert conclusions(tables)[LR_CLAIM, 'lr 0.1'][2:4] == ['', '']  # no margin, no test
+
+
 # What the report's own numbers say, one run per setting on 10,000 validation images each.
 REPORT_ALONE = [
     (LR_CLAIM, 'lr 0.1', 'yes'),
@@ -212,7 +228,7 @@ def study(cifar_root, tmp_path_factory):
     runs = tmp_path_factory.mktemp('study') / 'runs'
     args = f'ARGS=--epochs 2 --train-subset 20 --eval-subset 10 --device cpu --data-dir {cifar_root}'
     # Three runs at once, one thread each: on a 2-core machine they would otherwise fight over the
-    # cores and take twice as long (measured 41 s against 23 s).
+    # cores and take twice as long (41 s against 23 s, measured on the 2-core development machine).
     made = subprocess.run(['make', '-j3', '-C', ROOT, 'lr-sweep', f'RUNS={runs}', 'SEEDS=0 1', args],
                           capture_output=True, text=True, env=os.environ | {'OMP_NUM_THREADS': '1'})
     assert made.returncode == 0, made.stderr

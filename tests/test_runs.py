@@ -1,9 +1,14 @@
 """runs.py promises a run folder that holds everything a run did; a run killed at any moment and
 resumed that is the run never interrupted, in every precision, compiled or not; and bad input
 that is one line, an exit status, and no file touched."""
+import copy
 import json
+import math
 import os
+import re
 import signal
+import socket
+import subprocess
 import time
 
 import pytest
@@ -11,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 import data
+import locks
 import runs
 import train
-from conftest import DEVICES, TinyNet, make_cifar, metrics, snapshot, train_py, without_seconds
+from conftest import DEVICES, ROOT, TinyNet, make_cifar, metrics, snapshot, train_py, without_seconds
 
 QUICK = ['--epochs', '2', '--cosine', '--lr', '0.05', '--erase-p', '0.5', '--train-subset', '100', '--eval-subset', '30',
          '--batch-size', '40', '--precision', 'fp32', '--device', 'cpu']
@@ -46,7 +52,7 @@ def test_a_run_writes_every_file_with_every_key(finished):
     summary = json.load(open(os.path.join(finished, 'summary.json')))
     assert {k: summary[k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')} == \
         {k: rows[-1][k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')}
-    assert sorted(os.listdir(finished)) == ['checkpoint.pt', 'config.json', 'metrics.jsonl', 'predictions.pt', 'summary.json']
+    assert sorted(os.listdir(finished)) == ['checkpoint.pt', 'config.json', 'lock', 'metrics.jsonl', 'predictions.pt', 'summary.json']
 
 
 def test_the_test_set_is_scored_once_by_the_final_weights(finished, cifar_root):
@@ -111,15 +117,15 @@ def test_a_killed_and_resumed_run_is_the_run_never_interrupted(cifar_root, tmp_p
     """fp16 with its loss scaler, and erasing, with the small network in processes of their own:
     a resume that forgot the momentum, the scaler's state (its count of steps since the last
     overflow decides when the scale next grows) or a generator would differ from the run never
-    interrupted. fp16 is emulated on a CPU, and slow enough to be killed mid-run."""
-    args = ['--epochs', '3', '--lr', '0.05', '--batch-size', '25', '--erase-p', '0.5', '--precision', 'fp16',
+    interrupted. Twenty epochs, so that the run is killed well before its end."""
+    args = ['--epochs', '20', '--lr', '0.05', '--batch-size', '25', '--erase-p', '0.5', '--precision', 'fp16',
             '--device', 'cpu', '--data-dir', cifar_root]
     whole = str(tmp_path / 'whole')
     assert train_py(*args, '--out', whole, tiny=True).returncode == 0
     out = str(tmp_path / 'killed')
     kill_and_resume(args, out, cifar_root, tiny=True)
     assert_same_run(out, whole)
-    assert checkpoint(whole)['scaler']['_growth_tracker'] == 3 * 200 // 25
+    assert checkpoint(whole)['scaler']['_growth_tracker'] == 20 * 200 // 25
 
 
 @pytest.mark.slow
@@ -179,7 +185,7 @@ def unfinished(folder):
 
 def test_an_occupied_folder_is_refused_and_left_as_it_was(capsys, tiny, finished, cifar_root):
     before = snapshot(finished)
-    err = one_line_error(capsys, tiny, [*QUICK, '--data-dir', cifar_root, '--out', finished], 2)
+    err = one_line_error(capsys, tiny, [*QUICK, '--data-dir', cifar_root, '--out', finished], 1)
     assert 'already holds a run' in err and '--resume' in err and snapshot(finished) == before
 
 
@@ -193,7 +199,7 @@ def test_resume_takes_the_run_s_own_flags(tiny, finished, cifar_root, capsys):
     tiny('--resume', '--out', finished, '--data-dir', cifar_root)  # nothing left but the test set: it finishes
     assert 'epoch 3 of 2' in capsys.readouterr().out and os.path.exists(os.path.join(finished, 'summary.json'))
     tiny('--resume', '--out', finished)
-    assert 'is finished (summary.json): nothing to resume' in capsys.readouterr().out
+    assert 'has finished (summary.json): nothing to resume' in capsys.readouterr().out
 
 
 def test_resume_refuses_flags_that_contradict_the_run(capsys, tiny, finished, cifar_root):
@@ -259,3 +265,215 @@ def test_default_folder_is_named_after_the_training_flags_that_differ(monkeypatc
                                             '--device', 'cpu', '--compile'])
     assert runs.default_out(args, train.build_parser().get_default) == 'runs/lr0.1-epochs15-cosine-erase-scale0.1-0.2'
     assert runs.default_out(train.build_parser().parse_args([]), train.build_parser().get_default) == 'runs/baseline'
+
+
+# ---------------------------------------------------------------------------------------------
+# One process per run, a full disk, a run that diverges, make status, the GPU pool.
+
+SLOW_TINY = ['--lr', '0.05', '--batch-size', '25', '--precision', 'fp16', '--device', 'cpu']  # fp16: emulated, slower
+
+
+def wait_for(condition, what, timeout=120):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f'timed out waiting for {what}'
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_second_process_on_a_run_s_folder_is_refused_at_once(capsys, tiny, cifar_root, tmp_path):
+    """Two processes on one folder: the second gets one line naming the folder and the process that
+    holds it, and exits 1 within seconds, touching nothing; for a new run, --resume and --force
+    alike. The first finishes, each epoch once in metrics.jsonl. A holder killed with -9 leaves no
+    lock behind: --resume starts at once."""
+    out = str(tmp_path / 'run')
+    args = [*SLOW_TINY, '--epochs', '6', '--data-dir', cifar_root, '--out', out]
+    first = train_py(*args, wait=False, tiny=True)
+    wait_for(lambda: os.path.exists(os.path.join(out, 'config.json')), 'the first run to start')
+    os.kill(first.pid, signal.SIGSTOP)  # frozen mid-run, holding its lock, however fast this machine is
+    before = snapshot(out)
+    try:
+        started = time.time()
+        second = train_py(*args, tiny=True)
+        refused_after = time.time() - started
+        holder = f'pid {first.pid} on {socket.gethostname()}'
+        assert second.returncode == 1 and second.stderr.splitlines() == [
+            f'train.py: error: {out} is being trained by {holder}; wait for it, or stop that process first']
+        assert refused_after < 15, refused_after  # the time to start Python and import torch, no more
+        for more in (['--resume'], ['--force']):
+            assert holder in one_line_error(capsys, tiny, [*args, *more], 1)
+        assert snapshot(out) == before
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert [row['epoch'] for row in metrics(out)] == [1, 2, 3, 4, 5, 6]
+
+    out = str(tmp_path / 'killed')
+    killed = train_py(*args, '--epochs', '20', '--out', out, wait=False, tiny=True)  # long enough to be killed mid-run
+    wait_for(lambda: os.path.exists(os.path.join(out, 'checkpoint.pt')), 'its first epoch')
+    killed.kill()
+    killed.wait()
+    assert runs.state(out) == 'interrupted' and locks.holder(os.path.join(out, 'lock')) is None
+    tiny('--resume', '--out', out, '--data-dir', cifar_root)
+    assert 'epoch 1 of 20' not in capsys.readouterr().out and runs.state(out) == 'finished'
+
+
+def mounted_tmpfs(folder, kilobytes):
+    """A real small file system at `folder`, or a skip where mounting is not allowed."""
+    os.makedirs(folder)
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={kilobytes}k', 'tmpfs', str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f'cannot mount a tmpfs here ({mounted.stderr.strip()}): the out-of-space test needs root')
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_with_one_line_and_its_last_checkpoint_whole(capsys, tiny, cifar_root, tmp_path):
+    """A tmpfs with room for one checkpoint and a half: the first is written, the second cannot be.
+    The run stops with one line naming the folder and the space a checkpoint needs; no .tmp is left
+    to keep the disk full; the first checkpoint is whole, and --resume continues once space is freed,
+    to the run never interrupted."""
+    args = ['--epochs', '3', '--train-subset', '100', '--eval-subset', '30', '--batch-size', '40', '--erase-p', '0.5',
+            '--precision', 'fp32', '--device', 'cpu', '--data-dir', cifar_root]
+    whole = str(tmp_path / 'whole')
+    tiny(*args, '--out', whole)
+    size = os.path.getsize(os.path.join(whole, 'checkpoint.pt'))
+    disk = tmp_path / 'disk'
+    mounted_tmpfs(disk, 2048)
+    try:
+        out = str(disk / 'run')
+        page = 4096  # tmpfs hands out whole pages: config.json, metrics.jsonl, the lock, a checkpoint and a half
+        filler = disk / 'filler'
+        filler.write_bytes(b'\0' * (2048 * 1024 - page * (3 + (size + page - 1) // page * 3 // 2)))
+        err = one_line_error(capsys, tiny, [*args, '--out', out], 1)
+        assert f'no space left in {out} to write checkpoint.pt; a checkpoint of this run needs {size / 1024:.0f} kB' in err
+        assert f'python train.py --resume --out {out}' in err
+        assert sorted(os.listdir(out)) == ['checkpoint.pt', 'config.json', 'lock', 'metrics.jsonl']  # no .tmp
+        assert checkpoint(out)['epoch'] == 1 and len(metrics(out)) == 1
+        filler.unlink()
+        tiny('--resume', '--out', out, '--data-dir', cifar_root)
+        assert without_seconds(metrics(out)) == without_seconds(metrics(whole))
+    finally:
+        subprocess.run(['umount', str(disk)], check=True)
+
+
+@pytest.mark.parametrize('precision', ['fp32', 'fp16'])
+def test_a_run_that_diverges_stops_and_says_so(capsys, tiny, cifar_root, tmp_path, precision):
+    """A learning rate of 1e12 makes the loss nan or inf within an epoch or two: the run stops there with
+    one line and exit status 1, and its summary says at which epoch, so that make does not start it
+    again and report.py shows it as diverged; --resume says so too, and --force starts it over."""
+    out = str(tmp_path / 'run')
+    args = ['--epochs', '5', '--lr', '1e12', '--train-subset', '50', '--precision', precision, '--device', 'cpu',
+            '--data-dir', cifar_root, '--out', out]
+    err = one_line_error(capsys, tiny, args, 1)
+    epoch = json.load(open(os.path.join(out, 'summary.json')))['diverged_at']
+    assert f'{out} diverged at epoch {epoch}: training loss' in err and 'try a lower --lr than 1000000000000.0' in err
+    assert epoch < 5 and [row['epoch'] for row in metrics(out)] == list(range(1, epoch + 1))
+    last = metrics(out)[-1]
+    assert not (math.isfinite(last['train_loss']) and math.isfinite(last['val_loss']))
+    assert runs.state(out) == 'diverged'
+    tiny('--resume', '--out', out)
+    assert 'has diverged (summary.json): nothing to resume' in capsys.readouterr().out
+    tiny(*args[:2], '--lr', '0.05', *args[4:], '--force')
+    assert runs.state(out) == 'finished'
+
+
+def test_an_overflowing_fp16_step_is_not_divergence(monkeypatch):
+    """In fp16 the scaler skips a step whose loss overflowed, and the model is as it was: the
+    epoch's loss is that of the other batches, a number, and the run goes on. Two batches of six
+    overflow here (inputs of 1e6); torch's reference path, written out, gives each batch's loss."""
+    monkeypatch.setattr(train, 'ResNet18', TinyNet)
+    model, _, optimizer, scaler = train.build(0, 0.05, 0.9, 5e-4, 'fp16', torch.device('cpu'))
+    reference = copy.deepcopy(model)
+    plain_sgd, plain_scaler = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4), \
+        torch.amp.GradScaler('cpu')
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(16, 3, 32, 32, generator=g) * (1e6 if step in (0, 3) else 1),
+                torch.randint(0, 10, (16,), generator=g)) for step in range(6)]
+    loss, _ = train.train_one_epoch(model, optimizer, scaler, batches, lambda: torch.autocast('cpu', dtype=torch.float16))
+    losses = []
+    for x, y in batches:
+        plain_sgd.zero_grad()
+        with torch.autocast('cpu', dtype=torch.float16):
+            batch_loss = F.cross_entropy(reference(x), y)
+        losses.append(batch_loss.item())
+        plain_scaler.scale(batch_loss).backward()
+        plain_scaler.step(plain_sgd)
+        plain_scaler.update()
+    assert [math.isfinite(v) for v in losses] == [False, True, True, False, True, True]
+    assert loss == pytest.approx(sum(v for v in losses if math.isfinite(v)) / 4, rel=1e-3)
+    assert scaler.get_scale() == 2.0 ** 14  # halved at each of the two overflows: skipped, not applied
+
+
+def status_lines(runs_dir, *make_args):
+    """{run folder: the cells of its line of make status}, cells being two spaces or more apart."""
+    shown = subprocess.run(['make', '-s', '-C', ROOT, 'status', f'RUNS={runs_dir}', *make_args],
+                           capture_output=True, text=True, check=True).stdout
+    return {line.split()[0]: re.split(r'\s{2,}', line)[1:] for line in shown.splitlines()}
+
+
+@pytest.mark.slow
+def test_status_tells_each_run_of_a_study_in_progress(tiny, cifar_root, tmp_path):
+    """The lr sweep with two seeds: finished, interrupted, running, diverged, not started. A running
+    run is told from an interrupted one by its lock: killed, it is interrupted at once."""
+    sweep = tmp_path / 'runs' / 'lr-sweep'
+    tiny(*QUICK, '--data-dir', cifar_root, '--out', str(sweep / 'lr0.1/seed0'))
+    tiny(*QUICK, '--data-dir', cifar_root, '--out', str(sweep / 'lr0.1/seed1'))
+    unfinished(str(sweep / 'lr0.1/seed1'))
+    with pytest.raises(SystemExit):
+        tiny('--lr', '1e12', '--epochs', '5', '--train-subset', '50', '--device', 'cpu', '--precision', 'fp32',
+             '--data-dir', cifar_root, '--out', str(sweep / 'lr0.01/seed1'))
+    running = train_py(*SLOW_TINY, '--epochs', '1000', '--data-dir', cifar_root, '--out', str(sweep / 'lr0.01/seed0'),
+                       wait=False, tiny=True)
+    try:
+        wait_for(lambda: len(runs.read_metrics(sweep / 'lr0.01/seed0')) >= 2, 'two epochs of the running run')
+        lines = status_lines(tmp_path / 'runs', 'EXP=lr-sweep', 'SEEDS=0 1')
+    finally:
+        running.kill()
+        running.wait()
+    assert len(lines) == 6
+    last = metrics(sweep / 'lr0.1/seed0')[-1]
+    assert lines[str(sweep / 'lr0.1/seed0')][:3] == ['finished', 'epoch 2/2', f'val acc {100 * last["val_acc"]:.2f}%']
+    assert lines[str(sweep / 'lr0.1/seed1')][:2] == ['interrupted', 'epoch 2/2']
+    diverged_at = json.load(open(sweep / 'lr0.01/seed1/summary.json'))['diverged_at']
+    assert lines[str(sweep / 'lr0.01/seed1')][:2] == ['diverged', f'epoch {diverged_at}/5']
+    state, epoch, _, time_taken = lines[str(sweep / 'lr0.01/seed0')]
+    assert state == f'running (pid {running.pid} on {socket.gethostname()})' and epoch.endswith('/1000')
+    assert re.fullmatch(r'\d+:\d\d:\d\d so far, \d+:\d\d:\d\d left', time_taken), time_taken
+    assert lines[str(sweep / 'lr0.001/seed0')] == ['not started']
+    after = status_lines(tmp_path / 'runs', 'EXP=lr-sweep', 'SEEDS=0 1')[str(sweep / 'lr0.01/seed0')]
+    assert after[0] == 'interrupted' and 'left' not in after[-1]
+
+
+@pytest.mark.slow
+def test_the_gpu_pool_gives_each_run_a_gpu_no_other_run_holds(cifar_root, tmp_path):
+    """Two GPUs, four runs, no GPU needed: a pool is locks, and each run records the GPU it took.
+    A long run takes GPU 0, a short one GPU 1 and ends; the third, which a plan fixed in advance
+    (0, 1, 0, 1) would put on busy GPU 0, takes GPU 1; the fourth finds both held, says it waits,
+    and takes GPU 1 when the third stops. No two runs held one GPU at once."""
+    env = {'GPU_LOCKS': str(tmp_path / 'locks')}
+    start = lambda name, epochs: train_py(*SLOW_TINY, '--epochs', str(epochs), '--gpu-pool', '0', '1', '--data-dir',
+                                          cifar_root, '--out', str(tmp_path / name), wait=False, tiny=True, env=env)
+    config = lambda name: json.load(open(tmp_path / name / 'config.json'))
+    first = start('first', 1000)  # the long runs are stopped by the test, once the others are done
+    wait_for(lambda: os.path.exists(tmp_path / 'first/config.json'), 'the first run')
+    assert start('second', 1).wait(timeout=300) == 0
+    third = start('third', 1000)
+    wait_for(lambda: os.path.exists(tmp_path / 'third/config.json'), 'the third run')
+    fourth = start('fourth', 1)
+    assert fourth.stdout.readline() == 'waiting for a free GPU: 0 1 are all held by other runs of this project\n'
+    ended = {}
+    for name, run in (('third', third), ('fourth', fourth), ('first', first)):
+        if name != 'fourth':  # a clean stop, as Ctrl-C or Slurm's would be
+            run.terminate()
+        run.wait(timeout=300)
+        ended[name] = runs.now()
+    assert fourth.returncode == 0 and first.returncode == third.returncode == 130, 'a long run ended on its own'
+    assert [config(name)['cuda_visible_devices'] for name in ('first', 'second', 'third', 'fourth')] == ['0', '1', '1', '1']
+    held = {}  # GPU: [(took it, gave it back)], from when each run started and ended
+    for name in ('first', 'second', 'third', 'fourth'):
+        end = ended.get(name) or json.load(open(tmp_path / name / 'summary.json'))['finished']
+        held.setdefault(config(name)['cuda_visible_devices'], []).append((config(name)['started'], end))
+    for gpu, spans in held.items():
+        spans.sort()
+        assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), (gpu, spans)

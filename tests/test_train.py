@@ -10,7 +10,6 @@ the slow ones (make test) train ResNet-18 in a process of its own."""
 import contextlib
 import copy
 import functools
-import json
 import math
 import os
 import pty

@@ -1,0 +1,179 @@
+"""slurm.py and slurm_task.sh promise the study on a Slurm cluster: one command submits every
+unfinished run of a make target as one job array and returns; each task runs one run through make;
+a task requeued as it trains, or told its time is up, stops with its last epoch on disk and
+continues from there, to the run never interrupted; each task's log, appended across requeues,
+is in its run's folder.
+
+The cluster is real, not a mock: the fixture starts munged, slurmctld and slurmd on this machine,
+from Debian's packages (`apt-get install -y slurm-wlm munge`, which .ci/run does), with their
+configuration and state in a temporary folder. Where Slurm is missing, these tests are skipped."""
+import contextlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import ROOT, metrics, train_py, without_seconds
+
+DAEMONS = ('munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scontrol', 'scancel', 'sinfo')
+PATH = os.environ.get('PATH', '') + ':/usr/sbin:/sbin'
+
+
+def why_not():
+    """None where a test cluster can start here, else why not, and what to do."""
+    absent = [name for name in DAEMONS if not shutil.which(name, path=PATH)]
+    if absent:
+        return f'no Slurm here ({", ".join(absent)} not found): `apt-get install -y slurm-wlm munge`, as root, runs these tests'
+    if os.geteuid() != 0:
+        return 'the test cluster\'s daemons run as root: run these tests as root'
+    return None
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(why_not() is not None, reason=why_not() or '')]
+
+# One node, this machine, with no cgroups and no accounting. Requeued tasks start again within
+# seconds: sched_interval=2 and cred_expire=5 (the smallest Slurm takes), instead of minutes.
+CONF = """ClusterName=test
+SlurmctldHost=localhost
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={munge_socket},cred_expire=5
+StateSaveLocation={folder}/state
+SlurmdSpoolDir={folder}/spool
+SlurmctldPidFile={folder}/slurmctld.pid
+SlurmdPidFile={folder}/slurmd.pid
+SlurmctldLogFile={folder}/slurmctld.log
+SlurmdLogFile={folder}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+MpiDefault=none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SlurmdParameters=config_overrides
+ReturnToService=2
+SchedulerParameters=sched_interval=2
+KillWait=10
+NodeName=localhost CPUs=4 State=UNKNOWN
+PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def free_ports(count):
+    """Ports nobody listens on, below the kernel's range for outgoing connections."""
+    ports = []
+    while len(ports) < count:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            with contextlib.suppress(OSError):
+                s.bind(('', port))
+                ports.append(port)
+    return ports
+
+
+def wait_for(condition, what, timeout=60):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f'timed out waiting for {what}'
+        time.sleep(0.1)
+
+
+def leftovers(conf):
+    """The processes of this cluster's jobs: those whose environment names its slurm.conf."""
+    mine = f'SLURM_CONF={conf}'.encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        with contextlib.suppress(OSError):
+            if mine in open(f'/proc/{pid}/environ', 'rb').read().split(b'\0'):
+                found.append(int(pid))
+    return found
+
+
+@pytest.fixture(scope='module')
+def cluster(tmp_path_factory):
+    """A Slurm cluster of one node, this machine: the environment that sbatch and the rest need."""
+    folder = tmp_path_factory.mktemp('slurm')
+    # munged wants every folder above its socket searchable by all, and a short path: not pytest's.
+    socket_folder = tempfile.mkdtemp(prefix='munge-', dir='/tmp')
+    os.chmod(socket_folder, 0o755)
+    key, munge_socket = folder / 'munge.key', os.path.join(socket_folder, 'socket')
+    subprocess.run(['mungekey', '--create', '--force', '--keyfile', str(key)], check=True, env={'PATH': PATH})
+    os.chmod(key, 0o400)
+    ctld_port, slurmd_port = free_ports(2)
+    conf = folder / 'slurm.conf'
+    conf.write_text(CONF.format(folder=folder, munge_socket=munge_socket, ctld_port=ctld_port, slurmd_port=slurmd_port))
+    env = {k: v for k, v in os.environ.items() if not k.startswith('SLURM')} | {'SLURM_CONF': str(conf), 'PATH': PATH}
+    start = lambda *command: subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                              start_new_session=True)
+    daemons = [start('munged', '--foreground', f'--socket={munge_socket}', f'--key-file={key}',
+                     f'--pid-file={folder}/munged.pid', f'--seed-file={folder}/munged.seed')]
+    try:
+        wait_for(lambda: os.path.exists(munge_socket), 'munged')
+        daemons += [start('slurmctld', '-D', '-i'), start('slurmd', '-D', '-N', 'localhost')]
+        idle = lambda: subprocess.run(['sinfo', '-h', '-o', '%t'], env=env, capture_output=True, text=True).stdout.strip()
+        wait_for(lambda: idle() == 'idle', 'the node to be idle')
+        yield env
+    finally:  # the jobs first: slurmd leaves them running when it stops
+        subprocess.run(['scancel', '--full', '--partition', 'test'], env=env, capture_output=True)
+        for daemon in reversed(daemons):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=30)
+        for pid in leftovers(conf):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(socket_folder, ignore_errors=True)
+
+
+def job_ended(env, job):
+    shown = subprocess.run(['squeue', '-h', '-j', job], env=env, capture_output=True, text=True)
+    return shown.returncode != 0 or not shown.stdout.strip()  # gone, or forgotten already
+
+
+def test_the_study_runs_on_slurm_through_a_requeue_and_a_time_limit(cluster, cifar_root, tmp_path):
+    """The lr sweep as a job array of three tasks. As they train, task 0 is requeued (what
+    preemption does too) and task 1 is told that its time is up (the signal sbatch --signal sends
+    before a time limit). Both stop with their last finished epoch on disk, start again, and end
+    with the metrics of the same runs never interrupted, made here."""
+    runs_dir = tmp_path / 'runs'
+    flags = ['--epochs', '3', '--train-subset', '60', '--eval-subset', '10', '--batch-size', '20', '--device', 'cpu',
+             '--data-dir', cifar_root]
+    env = cluster | {'OMP_NUM_THREADS': '1'}  # three runs at once on this machine's cores
+    submitted = subprocess.run(['make', '-s', '-C', ROOT, 'lr-sweep', f'RUNS={runs_dir}', f'ARGS={" ".join(flags)}',
+                                'SLURM=--time=30'], env=env, capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job = re.search(r'submitted job (\d+): 3 of 3 runs', submitted.stdout).group(1)
+    assert f'squeue -j {job}' in submitted.stdout and f'scancel {job}' in submitted.stdout
+    folders = [runs_dir / 'lr-sweep' / setting / 'seed0' for setting in ('lr0.1', 'lr0.01', 'lr0.001')]
+    for task, (folder, stop) in enumerate(zip(folders, (['scontrol', 'requeue'], ['scancel', '--batch', '--signal=USR1']))):
+        wait_for(lambda: os.path.exists(folder / 'checkpoint.pt'), f'task {task}\'s first epoch', timeout=120)
+        assert not os.path.exists(folder / 'summary.json'), f'task {task} ended before it could be stopped'
+        subprocess.run([*stop, f'{job}_{task}'], env=env, check=True)
+    wait_for(lambda: job_ended(env, job), 'the job array to end', timeout=300)
+
+    for folder, lr in zip(folders, ('0.1', '0.01', '0.001')):
+        assert os.path.exists(folder / 'summary.json'), (folder / 'slurm.log').read_text()
+        reference = str(tmp_path / f'reference{lr}')
+        made = train_py('--lr', lr, '--epochs', '15', *flags, '--out', reference, env={'OMP_NUM_THREADS': '1'})
+        assert made.returncode == 0, made.stderr  # one thread, as on the cluster: other threads round otherwise
+        assert without_seconds(metrics(folder)) == without_seconds(metrics(reference))
+    requeued, timed_out, left_alone = ((folder / 'slurm.log').read_text() for folder in folders)
+    assert 'start 1 on' in requeued and 'start 2 on' in requeued and 'DUE TO JOB REQUEUE' in requeued
+    assert f'stopped: {folders[0]}/checkpoint.pt holds the last finished epoch' in requeued
+    assert 'stopped before the time limit after epoch' in timed_out and 'start 2 on' in timed_out
+    assert 'start 2' not in left_alone and 'make ended with status 0' in left_alone
+    again = subprocess.run(['make', '-s', '-C', ROOT, 'lr-sweep', f'RUNS={runs_dir}', 'SLURM=--time=30'],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert again.stdout.startswith('nothing to submit: all 3 runs have ended')
