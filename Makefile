@@ -4,7 +4,7 @@
 #   make test-quick               the tests without the slow ones: a student's check while rewriting a module
 #   make lr-sweep                 runs/lr-sweep/lr0.1/seed0/, lr0.01/seed0/, lr0.001/seed0/
 #   make -j3 lr-sweep             the same, three runs at once
-#   make lr-sweep ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in a minute
+#   make lr-sweep ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in minutes
 #   make lr-sweep SEEDS='0 1 2'   every setting once per seed
 #   make study                    all seven experiments, 14 runs
 #   make -j4 study GPUS='0 1 2 3' the same on four GPUs: each run takes one that no other run holds, as it starts
@@ -38,7 +38,7 @@ $(VENV)/installed: requirements.txt
 test: $(VENV)/installed
 	$(PY) -m pytest -q -rs tests
 
-# Every test but the slow ones (whole ResNet-18 runs in processes of their own, torch.compile).
+# Every test but the slow ones (whole ResNet-18 runs in processes of their own, torch.compile, several runs at once, a Slurm cluster).
 test-quick: $(VENV)/installed
 	$(PY) -m pytest -q -rs -m 'not slow' tests
 

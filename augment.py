@@ -3,7 +3,7 @@
 Two forms of random erasing live here. `RandomErasing` transforms one image the way
 torchvision.transforms.RandomErasing does, draw for draw: the tests check the two agree bit
 for bit, which pins down exactly what "random erasing" means. Training does not use it:
-a Python call per image would cost more than the network's step on a GPU. Instead
+a Python call per image is expected to cost more than the network's step on a GPU. Instead
 `sample_boxes` draws every image's coin and rectangle for a whole batch at once, from the
 same distribution, on the batch's device, and `erase` applies them with one masked write.
 The crop and flip work the same way on whole batches.
@@ -109,7 +109,9 @@ def sample_boxes(n, height, width, p, scale, ratio, generator):
     h, w = h.gather(1, first).squeeze(1), w.gather(1, first).squeeze(1)        # (n,)
     erased = (torch.rand(n, device=device, generator=generator) < p) & fits.any(dim=1)
     h, w = h * erased, w * erased
-    # Uniform top-left corner among the height - h + 1 rows (width - w + 1 columns) where it fits.
+    # Uniform top-left corner among the height - h + 1 rows (width - w + 1 columns) where it fits:
+    # floor(u (height - h + 1)) with u uniform in [0, 1) is uniform on 0..height - h, as torchvision's
+    # randint is, and takes a different range for each image in one call, which randint cannot.
     i = (torch.rand(n, device=device, generator=generator).double() * (height - h + 1)).long()
     j = (torch.rand(n, device=device, generator=generator).double() * (width - w + 1)).long()
     return i, j, h, w

@@ -113,7 +113,7 @@ def rank_within_class(labels):
 def balanced_split(labels, val_per_class=1000, seed=0):
     """(train_idx, val_idx): exactly val_per_class images of every class for validation, the
     rest for training. Both in one seeded random order, so the first 128 training indices are
-    a random batch. A torch.Generator on the CPU gives the same split on every machine."""
+    a random sample (report.py's Figure 1). A torch.Generator on the CPU gives the same split on every machine."""
     if (torch.bincount(labels, minlength=len(CLASSES)) <= val_per_class).any():
         raise ValueError(f'every class needs more than {val_per_class} images to keep {val_per_class} for validation')
     generator = torch.Generator().manual_seed(seed)

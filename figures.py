@@ -87,7 +87,7 @@ def first_batch(images, labels, columns=16):
     for ax, image, label in zip(axes.flat, images, labels):
         ax.imshow(image.permute(1, 2, 0).numpy())
         ax.set_title(CLASSES[int(label)], fontsize=7, pad=2)
-    fig.suptitle(f'Figure 1: the first batch of the training set ({len(images)} images)', wrap=True)
+    fig.suptitle(f'Figure 1: the first {len(images)} images of the training split', wrap=True)
     fig.tight_layout()
     return fig
 
@@ -103,7 +103,8 @@ class NoisePoint(NamedTuple):
 
 def noise(panels):
     """Figure 10: panels of (title, [NoisePoint]), each accuracy with a 95% error bar, 1.96
-    standard errors. Where two bars overlap a lot, their difference is noise. Our point is hollow
+    standard errors. Where two bars overlap a lot, their difference is within the noise the bars
+    show (one run's bar leaves out the noise of training: only seeds see it). Our point is hollow
     where our runs are not the report's setting: the tables say how."""
     fig, axes = plt.subplots(2, 3, figsize=(14, 8.5))
     for ax, (title, points) in zip(axes.flat, panels):

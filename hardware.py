@@ -65,7 +65,7 @@ def take_gpu(pool, wait=2.0):
     is held, it waits for one to come free, and says so once. Returns the GPU taken.
 
     Taken as the run starts, rather than planned before any run starts: runs end in an order no
-    plan knows, and a run given a busy GPU by a plan would share it at half speed while another
+    plan knows, and a run given a busy GPU by a plan would share it, and its time, while another
     idles. Call it before anything asks torch about CUDA, which reads CUDA_VISIBLE_DEVICES once."""
     os.makedirs(GPU_LOCKS, exist_ok=True)
     said = False

@@ -16,8 +16,8 @@ import time
 
 
 def acquire(path):
-    """Take the lock of the file at `path` (made if missing): returns the open file that holds it,
-    for release(), or None, having taken nothing, if another process holds it."""
+    """Take the lock of the file at `path` (made if missing): returns the file descriptor that
+    holds it, for release(), or None, having taken nothing, if another process holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     for _ in range(10):  # someone only looking (holder()) holds it for microseconds; a run, for hours
         try:

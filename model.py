@@ -1,7 +1,8 @@
 """ResNet-18 for CIFAR-10, written out from scratch.
 
 He, Zhang, Ren and Sun, "Deep Residual Learning for Image Recognition" (2015),
-https://arxiv.org/abs/1512.03385. Each block learns a residual F(x) and outputs
+https://arxiv.org/abs/1512.03385. Each block learns a residual F(x) (the paper's name; not
+torch.nn.functional, which the code below imports as F, as PyTorch code does) and outputs
     y = relu(F(x) + shortcut(x)),    F(x) = BN(conv3x3(relu(BN(conv3x3(x)))))
 so that a block that has nothing useful to add can learn F = 0 and pass x through:
 this is what lets 18 (or 152) layers train as easily as a few.

@@ -11,10 +11,10 @@ ours, each with its uncertainty (stats.py), and whether either is beyond noise.
 Everything is made from what the runs wrote (runs.py reads their folders), laid out as the
 Makefile lays them out: RUNS/EXPERIMENT/SETTING/seedN/. A setting is matched to the report's by
 the flags in its config.json, not by its folder name. A run that departs from the report's setting
-(fewer epochs, a training or evaluation subset, another batch size) says so wherever its numbers
-appear. Several seeds of a setting give their mean, with their spread.
+(fewer epochs, a training or evaluation subset, another batch size or momentum, no crop and flip)
+says so wherever its numbers appear. Several seeds of a setting give their mean, with their spread.
 
-  Figure 1   the first batch of the training split, 128 images, with class names
+  Figure 1   the first 128 images of the training split, in its seeded order, with class names
   Table 1    images per class in the training and validation splits
   Figure 2   loss (top) and accuracy (bottom) against epoch, training and validation, per lr
   Figure 3   the cosine learning rate over 300 epochs, from schedule.py
@@ -38,14 +38,14 @@ from stats import ALPHA, binomial_se, mcnemar_p, mean_sd_sem, normal_p, welch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPORT_IMAGES = 10_000  # the report's validation set, and its test set
-REPORT_BATCH = 128
+REPORT_BATCH, REPORT_MOMENTUM = 128, 0.9
 BASELINE = {'cosine': False, 'wd': 0.0, 'erase_p': 0.0, 'erase_scale': [0.02, 0.33], 'erase_ratio': [0.3, 3.3]}
 METRICS = ['train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc']
 
 
 class Experiment(NamedTuple):
     figure: int        # its figure of curves
-    table: int | None  # its table of final numbers; erasing's one run opens Tables 5-7 instead
+    table: int | None  # its table of final numbers; the erase run has none: it is the first row of Tables 5-7
     name: str          # its Makefile target, and its folder of runs
     shows: tuple       # the experiments whose runs its table shows
     knob: str          # the flag it turns
@@ -272,8 +272,9 @@ def find(found, setting):
 
 
 def departures(row, found_runs):
-    """How the runs depart from the report's setting, as phrases: 'fewer epochs', '8000 training
-    images', '2000 evaluation images', 'batch 64'. [] for runs of the report's own setting."""
+    """How the runs depart from the report's setting, as phrases: '3 epochs, not 15', '8,000
+    training images, not 40,000', 'batch 64, not 128', 'no crop and flip'... [] for runs of the
+    report's own setting."""
     notes = []
     for run in found_runs:
         flags, sizes = run['config']['flags'], run['config']['sizes']
@@ -285,6 +286,10 @@ def departures(row, found_runs):
             notes.append(f'{sizes["val"]:,} validation and test images, not 10,000')
         if flags['batch_size'] != REPORT_BATCH:
             notes.append(f'batch {flags["batch_size"]}, not {REPORT_BATCH}')
+        if flags['momentum'] != REPORT_MOMENTUM:
+            notes.append(f'momentum {flags["momentum"]}, not {REPORT_MOMENTUM}')
+        if flags['no_crop_flip']:
+            notes.append('no crop and flip')
     return list(dict.fromkeys(notes))  # once each, in order
 
 

@@ -41,11 +41,13 @@ import locks
 
 # The flags that define what a run learns, and so the run itself: config.json and the checkpoint
 # must agree on them, --resume takes them from config.json, and a run's default folder is named
-# after them. Every other flag says where or how the run computes, and may change on --resume.
+# after them. The precision is one: rounding to 16 bits changes the path training takes, and a
+# run resumed in another would be another run. Every other flag says where or how the run
+# computes, and may change on --resume.
 TRAINING_FLAGS = ('lr', 'epochs', 'batch_size', 'momentum', 'cosine', 'wd', 'erase_p', 'erase_scale',
                   'erase_ratio', 'no_crop_flip', 'seed', 'train_subset', 'eval_subset', 'precision')
-# How it computes: compiled or deterministic kernels round differently from the others, so
-# --resume keeps the run's own unless they are given again.
+# How it computes: compiled or deterministic kernels round in the last bits differently from the
+# others, so --resume keeps the run's own, for an exact resume, unless they are given again.
 KEPT_ON_RESUME = ('compile', 'deterministic')
 CHECKPOINT_KEYS = {'config', 'device_type', 'epoch', 'model', 'optimizer', 'scaler', 'rng', 'metrics', 'val_pred'}
 LOCK = 'lock'
@@ -165,13 +167,16 @@ def save_epoch(out, metrics, checkpoint):
     append(os.path.join(out, 'metrics.jsonl'), json.dumps(metrics) + '\n')
 
 
-def diverged(out, metrics):
-    """An epoch whose loss is nan or inf: its line of metrics, and a summary that says so. A run with
-    a summary has ended: make does not start it again, report.py shows it as diverged, and
-    only --force starts it over. The checkpoint keeps the last epoch that was still a number."""
+def diverged(out, metrics, lr):
+    """An epoch whose loss is nan or inf: its line of metrics, a summary that says so, and the
+    RunError that stops the run. A run with a summary has ended: make does not start it again,
+    report.py shows it as diverged, and only --force starts it over. The checkpoint keeps the
+    last epoch whose losses were numbers."""
     append(os.path.join(out, 'metrics.jsonl'), json.dumps(metrics) + '\n')
     write_json(os.path.join(out, 'summary.json'), {'diverged_at': metrics['epoch'], 'train_loss': metrics['train_loss'],
                                                    'val_loss': metrics['val_loss'], 'finished': now()})
+    raise RunError(f'{out} diverged at epoch {metrics["epoch"]}: training loss {metrics["train_loss"]}, validation loss '
+                   f'{metrics["val_loss"]}; try a lower --lr than {lr}. Its summary.json says so; --force starts it over')
 
 
 def checkpoint(args, device, model, optimizer, scaler, order_gen, augment_gen, history, val_pred):
@@ -211,8 +216,9 @@ def restore(args, device, model, optimizer, scaler, order_gen, augment_gen):
     return state['metrics'], state['val_pred'].to(device)
 
 
-def finish(out, summary, splits):
-    """predictions.pt, then summary.json, last: a run with a summary is finished.
+def finish(out, history, test_loss, test_acc, splits):
+    """predictions.pt, then summary.json, last: a run with a summary is finished. The summary holds
+    the last epoch's numbers, the test set's, and the time the epochs took.
 
     predictions.pt has, for each split, every image's index, true class and predicted class, so
     that two runs can be compared image by image (report.py, McNemar's test). 10,000 images take
@@ -220,7 +226,18 @@ def finish(out, summary, splits):
     write_atomic(os.path.join(out, 'predictions.pt'), serialized({
         name: {'index': split.idx, 'label': split.y.to(torch.int8).cpu(), 'pred': pred.cpu()}
         for name, (split, pred) in splits.items()}))
-    write_json(os.path.join(out, 'summary.json'), summary | {'finished': now()})
+    last = history[-1]
+    write_json(os.path.join(out, 'summary.json'), {
+        'epochs': len(history), **{k: last[k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')},
+        'test_loss': test_loss, 'test_acc': test_acc, 'seconds': sum(m['seconds'] for m in history), 'finished': now()})
+
+
+def how_to_continue(out):
+    """What a stopped run tells its user: where its last finished epoch is, and the command that
+    continues from there."""
+    if state(out) == 'interrupted':
+        return f'{out}/checkpoint.pt holds the last finished epoch; to continue: python train.py --resume --out {out}'
+    return 'before the first epoch ended, nothing to resume: run the same command again'
 
 
 def read(folder):

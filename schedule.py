@@ -2,7 +2,7 @@
 
 Loshchilov and Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts" (2016),
 https://arxiv.org/abs/1608.03983, without the restarts: over one run of T epochs the rate
-falls from lr_max to lr_min along half a cosine,
+eta_t falls from eta_max (lr_max below) towards eta_min (lr_min) along half a cosine,
 
     eta_t = eta_min + 1/2 (eta_max - eta_min) (1 + cos(pi t / T)),    t = 0, 1, ..., T - 1
 

@@ -22,8 +22,9 @@ import time
 import runs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Seconds before the time limit at which Slurm tells a task to stop (sbatch --signal). It can come a
-# minute late; the epoch in progress is lost, so more than an epoch's time is wasted either way.
+# Seconds before the time limit at which Slurm tells a task to stop (sbatch --signal). Slurm checks
+# its limits now and then, so the signal may come up to a minute off; the epoch in progress when it
+# comes is lost, and the run continues from the last one finished.
 STOP_BEFORE = 300
 
 

@@ -1,10 +1,10 @@
 """Which differences are real: the noise in an accuracy, and tests for the difference of two.
 
 An accuracy is a count of right answers on n images, and the images are a sample: another
-10,000 would give another number. A run is a sample too: another seed gives other weights,
-another data order and other augmentations, and another accuracy. A difference between two
-settings means something only when it is larger than what these two kinds of noise make of
-nothing. report.py uses what is here for every accuracy it shows and every claim it judges.
+10,000 would give another number. A run is a sample too: another seed gives another
+validation split (data.split_for), other weights, another data order and other augmentations,
+and another accuracy. A difference between two settings means something only when it is larger
+than what these two kinds of noise make of nothing. report.py uses what is here for every accuracy it shows and every claim it judges.
 
 Standard library only: math.comb for the exact binomial sums, math.erfc for the normal tail.
 """
@@ -77,7 +77,7 @@ def welch(mean1, se1, k1, mean2, se2, k2):
     rounded down, which only makes the test more cautious. Returns (t, df, p).
     With few seeds this matters: t = 2 is p = 0.12 at df = 4, where the normal would say 0.046."""
     se = math.hypot(se1, se2)
-    if se == 0:  # identical runs on both sides
+    if se == 0:  # every seed of each side gave the same accuracy
         return (0.0, k1 + k2 - 2, 1.0) if mean1 == mean2 else (math.copysign(math.inf, mean1 - mean2), k1 + k2 - 2, 0.0)
     df = max(1, math.floor(se ** 4 / (se1 ** 4 / (k1 - 1) + se2 ** 4 / (k2 - 1))))
     t = (mean1 - mean2) / se

@@ -5,10 +5,11 @@
     python train.py --cosine --wd 5e-4 --erase-p 1.0   # the first random-erasing run
     python train.py --epochs 4 --train-subset 4000 --eval-subset 2000   # minutes on a CPU
 
-The file reads top to bottom: the data as batches, one epoch of SGD, evaluation, the run epoch
-by epoch, then the flags. Settings are chosen on the validation split; the test set is evaluated
-once, after the last epoch, and its numbers are only reported (data.py says why). What a run
-writes and how --resume continues it is runs.py's; the device and the precision, hardware.py's.
+The file reads top to bottom: the data as batches, the network and SGD, one epoch of SGD,
+evaluation, the run epoch by epoch, then the flags. Settings are chosen on the validation split;
+the test set is evaluated once, after the last epoch, and its numbers are only reported (data.py
+says why). What a run writes and how --resume continues it is runs.py's; the device and the
+precision, hardware.py's.
 """
 import argparse
 import functools
@@ -48,8 +49,38 @@ def training_batches(images, labels, mean, std, batch_size, order_gen, augment_g
         yield x, y
 
 
+def build(seed, lr, momentum, wd, precision, device, compiled=False):
+    """ResNet-18 with weights drawn from the run's seed, and SGD with momentum to train it, as
+    torch writes it (Sutskever, Martens, Dahl and Hinton, "On the importance of initialization
+    and momentum in deep learning", 2013). For each weight w with gradient g of the loss:
+
+        g <- g + wd w            weight decay: the gradient of an L2 penalty wd/2 |w|^2 on the loss
+        v <- momentum v + g      velocity: a running sum of past gradients, which averages their noise
+        w <- w - lr v
+
+    Returns the model; the model compiled (--compile; else the model itself), which shares its
+    weights; SGD; and fp16's GradScaler, which is off in the other precisions (hardware.py)."""
+    torch.manual_seed(seed)
+    model = ResNet18().to(device, memory_format=MEMORY_FORMAT)
+    # dynamic=False: one compiled graph per batch shape. Otherwise the epoch's smaller last batch
+    # makes it recompile for any shape and use those kernels from then on, and a resumed run,
+    # whose first batches run the first graph again, would round differently from the original.
+    step_model = torch.compile(model, dynamic=False) if compiled else model
+    # Fused: one kernel for all weights, which takes fp16's scale and overflow flag as tensors, so
+    # that skipping a step needs no host sync. v starts at 0, plain SGD's first step (v = g); the
+    # fused kernel would leave it uninitialised, kept if the first step is skipped (torch 2.14).
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd, fused=True)
+    if momentum:
+        for p in model.parameters():
+            optimizer.state[p]['momentum_buffer'] = torch.zeros_like(p)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
+    return model, step_model, optimizer, scaler
+
+
 def train_one_epoch(model, optimizer, scaler, batches, autocast):
-    """SGD over one epoch's batches. Returns the mean training loss and accuracy, on augmented images.
+    """SGD over one epoch's batches, each step lowering the batch's cross-entropy: the mean, over
+    its images, of -log(the probability the network's softmax gives the right class). Returns the
+    mean training loss and accuracy, on the augmented images.
 
     Loss and correct counts are summed on the device and read once at the end: an .item() per
     step would make the CPU wait for the GPU at every step."""
@@ -69,8 +100,9 @@ def train_one_epoch(model, optimizer, scaler, batches, autocast):
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        # The batch's mean loss, back to a sum over its images; left out if it overflowed, since in
-        # fp16 the scaler then skipped the step. If every batch overflows, the epoch's loss is nan.
+        # The batch's mean loss, back to a sum over its images; left out if it is inf or nan. In fp16
+        # the scaler skipped that step, and the run goes on; elsewhere the weights are lost, and the
+        # validation loss, and the epoch's if every batch fails, say so (train() stops the run).
         finite = torch.isfinite(loss.detach())
         loss_sum += torch.where(finite, loss.detach() * len(y), 0.0)
         counted += finite * len(y)
@@ -99,27 +131,25 @@ def evaluate(model, images, labels, mean, std, autocast):
     return loss_sum.item() / len(labels), (predictions == labels).sum().item() / len(labels), predictions
 
 
-def build(seed, lr, momentum, wd, precision, device, compiled=False):
-    """The model, its compiled form (which shares its weights; the model itself without
-    compiled), SGD, and fp16's GradScaler (a pass-through in other precisions).
-
-    SGD is fused: one kernel updates every weight and takes the scaler's scale and overflow flag
-    as tensors, so skipping an fp16 step needs no host sync (the default SGD makes GradScaler read
-    the flag with .item() at every step). The fused kernel would create its momentum buffers
-    uninitialised, and an overflowing first step, skipped, would keep that garbage (torch 2.14):
-    they start at zero, which is plain SGD's first step, buf = grad."""
-    torch.manual_seed(seed)
-    model = ResNet18().to(device, memory_format=MEMORY_FORMAT)
-    # dynamic=False: one compiled graph per batch shape. Otherwise the epoch's smaller last batch
-    # makes it recompile for any shape and use those kernels from then on, and a resumed run,
-    # whose first batches run the first graph again, would round differently from the original.
-    step_model = torch.compile(model, dynamic=False) if compiled else model
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd, fused=True)
-    if momentum:
-        for p in model.parameters():
-            optimizer.state[p]['momentum_buffer'] = torch.zeros_like(p)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
-    return model, step_model, optimizer, scaler
+def with_progress(batches, total):
+    """The batches, unchanged. On a terminal it also keeps one line rewritten in place while they
+    are used: batches done, images per second and the time the epoch has left. Into a file or a
+    pipe it prints nothing, so that logs keep one line per epoch."""
+    if not sys.stdout.isatty():
+        yield from batches
+        return
+    start = shown = time.perf_counter()
+    images = 0
+    for done, (x, y) in enumerate(batches, 1):
+        yield x, y  # the loop trains on it; we resume when it asks for the next
+        images += len(y)
+        now = time.perf_counter()
+        if done == 1 or now - shown > 0.5:  # a few times a second is enough to read
+            left = (total - done) * (now - start) / done
+            print(f'\r  batch {done}/{total}  {images / (now - start):,.0f} images/s  '
+                  f'{int(left) // 60}:{int(left) % 60:02d} left ', end='', flush=True)
+            shown = now
+    print('\r\033[K', end='', flush=True)  # clear the line for the epoch's summary
 
 
 def train(args, device, resume):
@@ -153,9 +183,7 @@ def train(args, device, resume):
         metrics = {'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss, 'train_acc': train_acc,
                    'val_loss': val_loss, 'val_acc': val_acc, 'seconds': time.perf_counter() - t0}
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):  # hours more of training would not mend it
-            runs.diverged(args.out, metrics)
-            raise runs.RunError(f'{args.out} diverged at epoch {epoch + 1}: training loss {train_loss}, validation loss '
-                                f'{val_loss}; try a lower --lr than {args.lr}. Its summary.json says so; --force starts it over')
+            runs.diverged(args.out, metrics, args.lr)  # says so on disk, and stops the run
         history.append(metrics)
         runs.save_epoch(args.out, metrics,
                         runs.checkpoint(args, device, model, optimizer, scaler, *generators, history, val_pred))
@@ -164,32 +192,8 @@ def train(args, device, resume):
 
     # The one look at the test set, after training is over.
     test_loss, test_acc, test_pred = evaluate(step_model, test.x, test.y, mean, std, autocast)
-    last = history[-1]
-    summary = {'epochs': args.epochs, **{k: last[k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')},
-               'test_loss': test_loss, 'test_acc': test_acc, 'seconds': sum(m['seconds'] for m in history)}
-    runs.finish(args.out, summary, {'val': (val, val_pred), 'test': (test, test_pred)})
+    runs.finish(args.out, history, test_loss, test_acc, {'val': (val, val_pred), 'test': (test, test_pred)})
     print(f'test loss {test_loss:.4f} acc {100 * test_acc:.2f}%  ({args.out}/summary.json)')
-
-
-def with_progress(batches, total):
-    """The batches, unchanged. On a terminal it also keeps one line rewritten in place while they
-    are used: batches done, images per second and the time the epoch has left. Into a file or a
-    pipe it prints nothing, so that logs keep one line per epoch."""
-    if not sys.stdout.isatty():
-        yield from batches
-        return
-    start = shown = time.perf_counter()
-    images = 0
-    for done, (x, y) in enumerate(batches, 1):
-        yield x, y  # the loop trains on it; we resume when it asks for the next
-        images += len(y)
-        now = time.perf_counter()
-        if done == 1 or now - shown > 0.5:  # a few times a second is enough to read
-            left = (total - done) * (now - start) / done
-            print(f'\r  batch {done}/{total}  {images / (now - start):,.0f} images/s  '
-                  f'{int(left) // 60}:{int(left) % 60:02d} left ', end='', flush=True)
-            shown = now
-    print('\r\033[K', end='', flush=True)  # clear the line for the epoch's summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +212,7 @@ def build_parser():
     p.add_argument('--epochs', type=int, default=300, help='epochs to train (default: %(default)s)')
     p.add_argument('--batch-size', type=int, default=128, help='training batch size (default: %(default)s)')
     p.add_argument('--momentum', type=float, default=0.9, help='SGD momentum (default: %(default)s)')
-    p.add_argument('--cosine', action='store_true', help='cosine annealing to 0, set once per epoch (default: constant lr)')
+    p.add_argument('--cosine', action='store_true', help='cosine annealing towards 0, set once per epoch (default: constant lr)')
     p.add_argument('--wd', type=float, default=0.0, help='weight decay (default: %(default)s)')
     p.add_argument('--erase-p', type=float, default=0.0, help='random-erasing probability; 0 turns it off (default: %(default)s)')
     p.add_argument('--erase-scale', type=float, nargs=2, default=[0.02, 0.33], metavar=('LO', 'HI'),
@@ -230,8 +234,8 @@ def build_parser():
     p.add_argument('--out', default=None, help='folder of this run (default: runs/ and a name made from the flags)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto, cuda when available)')
     p.add_argument('--gpu-pool', nargs='+', metavar='GPU',
-                   help='GPUs to take one from that no other run of this project holds, waiting for one if need be '
-                        '(make GPUS=...) (default: all that CUDA_VISIBLE_DEVICES shows)')
+                   help='take one of these GPUs that no other run of this project holds, waiting for one if need be '
+                        '(make GPUS=...) (default: no pool; the GPUs that CUDA_VISIBLE_DEVICES shows)')
     p.add_argument('--resume', action='store_true',
                    help='continue the run in --out from its checkpoint, with its own flags (--compile included)')
     p.add_argument('--force', action='store_true', help='start over in an --out that already holds a run, deleting it')
@@ -284,11 +288,7 @@ def main(argv=None):
     except (DataError, runs.RunError) as e:  # the data set or the run folder: one line, exit status 1
         sys.exit(f'{parser.prog}: error: {e}')
     except KeyboardInterrupt:  # Ctrl-C: the epoch in progress is lost, the last finished one is on disk
-        if runs.state(args.out) == 'interrupted':
-            print(f'\nstopped: {args.out}/checkpoint.pt holds the last finished epoch; '
-                  f'to continue: python train.py --resume --out {args.out}', file=sys.stderr)
-        else:
-            print('\nstopped before the first epoch ended, nothing to resume: run the same command again', file=sys.stderr)
+        print(f'\nstopped: {runs.how_to_continue(args.out)}', file=sys.stderr)
         sys.exit(130)
 
 

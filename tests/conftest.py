@@ -18,8 +18,8 @@ sys.path.insert(0, ROOT)
 
 
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'slow: trains ResNet-18 in a process of its own, or compiles it; '
-                                       'make test-quick leaves these out')
+    config.addinivalue_line('markers', 'slow: whole ResNet-18 runs in processes of their own, torch.compile, several '
+                                       'runs at once, a Slurm cluster; make test-quick leaves these out')
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),

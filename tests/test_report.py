@@ -112,13 +112,16 @@ def test_one_run_s_accuracy_carries_its_binomial_error_beside_the_report_s(tmp_p
 
 
 def test_runs_that_depart_from_the_report_s_setting_say_so_in_their_row_and_verdict(tmp_path):
-    """Three epochs of 15, on 8,000 training images, evaluated on 2,000, in batches of 64."""
-    departs = {'epochs': 3, 'train_subset': 8000, 'eval_subset': 2000, 'batch_size': 64}
+    """Three epochs of 15, on 8,000 training images, evaluated on 2,000, in batches of 64, with
+    momentum 0.5 and no crop and flip."""
+    departs = {'epochs': 3, 'train_subset': 8000, 'eval_subset': 2000, 'batch_size': 64, 'momentum': 0.5,
+               'no_crop_flip': True}
     small = {'train': 8000, 'val': 2000, 'test': 2000}
     for lr, acc in (('0.01', 0.7), ('0.1', 0.6)):
         write_run(tmp_path / f'runs/lr-sweep/lr{lr}/seed0', departs | {'lr': float(lr)}, (0.5, 0.6, acc), small)
     tables = tables_of(tmp_path / 'runs', tmp_path)
-    note = '3 epochs, not 15; 8,000 training images, not 40,000; 2,000 validation and test images, not 10,000; batch 64, not 128'
+    note = ('3 epochs, not 15; 8,000 training images, not 40,000; 2,000 validation and test images, not 10,000; '
+            'batch 64, not 128; momentum 0.5, not 0.9; no crop and flip')
     assert row(tables, 'lr 0.01', 'ours')[1] == f'ours ({note})'
     assert conclusions(tables)[LR_CLAIM, 'lr 0.1'][-1].endswith(f', on {note}')
     assert conclusions(tables)[LR_CLAIM, 'lr 0.001'][-1] == 'not run yet'  # and none where there is no verdict
