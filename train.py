@@ -293,6 +293,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    # kill's SIGTERM, and Slurm's at a time limit, preemption or requeue: stop as Ctrl-C does.
+    # kill's SIGTERM, and Slurm's at a time limit, preemption or requeue: stop as Ctrl-C does. Output
+    # piped into a program that ends (| head) ends the run quietly, as it does any Unix tool.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     main()
