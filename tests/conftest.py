@@ -89,6 +89,11 @@ WITH_TINY_NET = ('import signal, sys; sys.path[:0] = [{!r}, {!r}]; import train;
                  'train.main(sys.argv[1:])').format(ROOT, os.path.join(ROOT, 'tests'))
 
 
+# make, running its recipes for real, with the Python that runs the tests: it leaves .venv alone
+# (-o: take it as made), so the tests run the same in a clone that has none.
+MAKE = ['make', '-s', '-C', ROOT, '-o', '.venv/installed', f'PY={sys.executable}']
+
+
 def train_py(*args, wait=True, tiny=False, env=None):
     """train.py in a process of its own, with its arguments; with TinyNet for ResNet-18 if tiny.
     wait=False returns the running process, with SIGINT at its default, as a terminal's would be
@@ -99,6 +104,18 @@ def train_py(*args, wait=True, tiny=False, env=None):
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def one_line_error(capsys, argv, status=2):
+    """Run train.main(argv) in this process; the one line it wrote to stderr, after checking its
+    exit status and that it is one line, without a traceback."""
+    import train
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    err = capsys.readouterr().err.strip() or str(exit_info.value.code)
+    code = exit_info.value.code if isinstance(exit_info.value.code, int) else 1
+    assert code == status and len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    return err
 
 
 def metrics(out):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import hardware
-import train
+from conftest import one_line_error
 
 # What `--precision auto` must pick on the GPUs students have (HARDWARE.md, Precision).
 CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'), ('Tesla P100-PCIE-16GB', (6, 0), 'fp32'),
@@ -50,14 +50,6 @@ def test_autocast_computes_in_the_precision_named():
     for precision, dtype in (('fp32', torch.float32), ('bf16', torch.bfloat16)):
         with hardware.autocast_for(torch.device('cpu'), precision):
             assert (x @ w).dtype == dtype, precision
-
-
-def one_line_error(capsys, argv):
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and 'Traceback' not in err, err
-    return err
 
 
 def test_bf16_on_a_card_without_bf16_tensor_cores_is_one_line(capsys, monkeypatch, tmp_path):

@@ -5,7 +5,7 @@ import shlex
 import subprocess
 
 import train
-from conftest import ROOT
+from conftest import MAKE, ROOT
 
 EXPERIMENTS = ['lr-sweep', 'schedule', 'wd', 'erase', 'erase-p', 'erase-scale', 'erase-ratio']
 
@@ -84,7 +84,8 @@ def test_with_slurm_a_target_submits_its_runs_instead_of_running_them(tmp_path):
     """One slurm.py command, given every run folder of the target and the variables each task needs."""
     shown = subprocess.run(['make', '-n', '--no-print-directory', '-C', ROOT, 'wd', f'RUNS={tmp_path}', 'SEEDS=0 1', 'ARGS=--epochs 2',
                             'SLURM=--time=1:00:00 --gres=gpu:1'], capture_output=True, text=True, check=True).stdout
-    command = shlex.split(shown.replace('\\\n', ' '))
+    line = next(line for line in shown.replace('\\\n', ' ').splitlines() if 'slurm.py' in line)
+    command = shlex.split(line)
     assert 'train.py' not in shown and command[1] == 'slurm.py'
     assert '--sbatch=--time=1:00:00 --gres=gpu:1' in command
     assert [command[i + 1] for i, word in enumerate(command) if word == '--make'] == \
@@ -94,7 +95,7 @@ def test_with_slurm_a_target_submits_its_runs_instead_of_running_them(tmp_path):
 
 def test_status_lists_the_runs_of_the_study_or_of_one_experiment(tmp_path):
     listed = lambda *args: [line.split()[0] for line in subprocess.run(
-        ['make', '-s', '-C', ROOT, 'status', f'RUNS={tmp_path}', *args], capture_output=True, text=True,
+        [*MAKE, 'status', f'RUNS={tmp_path}', *args], capture_output=True, text=True,
         check=True).stdout.splitlines()]
     assert len(listed()) == 14 and len(listed('SEEDS=0 1 2')) == 42
     assert listed('EXP=wd erase') == [f'{tmp_path}/wd/wd5e-4/seed0', f'{tmp_path}/wd/wd1e-2/seed0', f'{tmp_path}/erase/p1.0/seed0']

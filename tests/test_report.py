@@ -20,7 +20,7 @@ import torch
 
 import figures
 import report
-from conftest import ROOT
+from conftest import MAKE, ROOT
 from stats import binomial_se, mcnemar_p, t_p
 
 REPORT_FLAGS = {'lr': 0.01, 'epochs': 15, 'batch_size': 128, 'momentum': 0.9, 'cosine': False, 'wd': 0.0,
@@ -232,7 +232,7 @@ def study(cifar_root, tmp_path_factory):
     args = f'ARGS=--epochs 2 --train-subset 20 --eval-subset 10 --device cpu --data-dir {cifar_root}'
     # Three runs at once, one thread each: on a 2-core machine they would otherwise fight over the
     # cores and take twice as long (41 s against 23 s, measured on the 2-core development machine).
-    made = subprocess.run(['make', '-j3', '-C', ROOT, 'lr-sweep', f'RUNS={runs}', 'SEEDS=0 1', args],
+    made = subprocess.run([*MAKE, '-j3', 'lr-sweep', f'RUNS={runs}', 'SEEDS=0 1', args],
                           capture_output=True, text=True, env=os.environ | {'OMP_NUM_THREADS': '1'})
     assert made.returncode == 0, made.stderr
     # lr 0.01, constant, no weight decay is also the schedule experiment's `constant`: stopped after epoch 1.

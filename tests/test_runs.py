@@ -19,7 +19,7 @@ import data
 import locks
 import runs
 import train
-from conftest import DEVICES, ROOT, TinyNet, make_cifar, metrics, snapshot, train_py, without_seconds
+from conftest import DEVICES, MAKE, TinyNet, make_cifar, metrics, one_line_error, snapshot, train_py, without_seconds
 
 QUICK = ['--epochs', '2', '--cosine', '--lr', '0.05', '--erase-p', '0.5', '--train-subset', '100', '--eval-subset', '30',
          '--batch-size', '40', '--precision', 'fp32', '--device', 'cpu']
@@ -28,7 +28,8 @@ METRIC_KEYS = {'epoch', 'lr', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 
 
 @pytest.fixture
 def tiny(monkeypatch):
-    """tiny(*argv): train.main in this process with TinyNet for ResNet-18, a run in a blink."""
+    """tiny(*argv): train.main in this process with TinyNet for ResNet-18, a run in a blink. A test
+    that asks for it has TinyNet in train.main throughout, one_line_error's calls included."""
     monkeypatch.setattr(train, 'ResNet18', TinyNet)
     return lambda *argv: train.main(list(argv))
 
@@ -167,16 +168,6 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path
 # What --resume and --force may do, and bad input.
 
 
-def one_line_error(capsys, run, argv, status):
-    """Run train.main (through `run`) in this process; its one-line error, after checking the status."""
-    with pytest.raises(SystemExit) as exit_info:
-        run(*argv)
-    err = capsys.readouterr().err.strip() or str(exit_info.value.code)
-    code = exit_info.value.code if isinstance(exit_info.value.code, int) else 1
-    assert code == status and len(err.splitlines()) == 1 and 'Traceback' not in err, err
-    return err
-
-
 def unfinished(folder):
     """Make a finished run look interrupted after its last epoch: no summary yet."""
     os.remove(os.path.join(folder, 'summary.json'))
@@ -185,7 +176,7 @@ def unfinished(folder):
 
 def test_an_occupied_folder_is_refused_and_left_as_it_was(capsys, tiny, finished, cifar_root):
     before = snapshot(finished)
-    err = one_line_error(capsys, tiny, [*QUICK, '--data-dir', cifar_root, '--out', finished], 1)
+    err = one_line_error(capsys, [*QUICK, '--data-dir', cifar_root, '--out', finished], 1)
     assert 'already holds a run' in err and '--resume' in err and snapshot(finished) == before
 
 
@@ -204,9 +195,9 @@ def test_resume_takes_the_run_s_own_flags(tiny, finished, cifar_root, capsys):
 
 def test_resume_refuses_flags_that_contradict_the_run(capsys, tiny, finished, cifar_root):
     before = snapshot(unfinished(finished))
-    err = one_line_error(capsys, tiny, ['--resume', '--out', finished, '--lr', '0.1', '--data-dir', cifar_root], 2)
+    err = one_line_error(capsys, ['--resume', '--out', finished, '--lr', '0.1', '--data-dir', cifar_root], 2)
     assert '--lr 0.1 differs from its 0.05' in err
-    err = one_line_error(capsys, tiny, ['--resume', '--out', os.path.join(finished, 'none')], 2)
+    err = one_line_error(capsys, ['--resume', '--out', os.path.join(finished, 'none')], 2)
     assert 'nothing to resume' in err and snapshot(finished) == before
 
 
@@ -215,7 +206,7 @@ def test_a_checkpoint_of_another_configuration_is_refused(capsys, tiny, finished
     tiny(*QUICK, '--seed', '1', '--data-dir', cifar_root, '--out', other)
     os.replace(os.path.join(finished, 'checkpoint.pt'), os.path.join(unfinished(other), 'checkpoint.pt'))
     before = snapshot(other)
-    err = one_line_error(capsys, tiny, ['--resume', '--out', other, '--data-dir', cifar_root], 1)
+    err = one_line_error(capsys, ['--resume', '--out', other, '--data-dir', cifar_root], 1)
     assert 'another configuration (differs in: seed)' in err and snapshot(other) == before
 
 
@@ -223,7 +214,7 @@ def test_an_unreadable_checkpoint_is_refused(capsys, tiny, finished, cifar_root)
     with open(os.path.join(unfinished(finished), 'checkpoint.pt'), 'r+b') as f:
         f.truncate(1000)
     before = snapshot(finished)
-    err = one_line_error(capsys, tiny, ['--resume', '--out', finished, '--data-dir', cifar_root], 1)
+    err = one_line_error(capsys, ['--resume', '--out', finished, '--data-dir', cifar_root], 1)
     assert 'unreadable' in err and snapshot(finished) == before
 
 
@@ -233,13 +224,13 @@ def test_a_checkpoint_from_an_older_train_py_is_refused(capsys, tiny, finished, 
     del state['scaler'], state['val_pred']
     torch.save(state, os.path.join(finished, 'checkpoint.pt'))
     before = snapshot(finished)
-    err = one_line_error(capsys, tiny, ['--resume', '--out', finished, '--data-dir', cifar_root], 1)
+    err = one_line_error(capsys, ['--resume', '--out', finished, '--data-dir', cifar_root], 1)
     assert 'has no scaler, val_pred: it is from an older train.py' in err and snapshot(finished) == before
 
 
 def test_a_missing_data_set_offline_is_one_line_and_writes_nothing(capsys, tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(data, 'URL', (tmp_path / 'offline').as_uri())  # stands for an unreachable server
-    err = one_line_error(capsys, tiny, ['--data-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')], 1)
+    err = one_line_error(capsys, ['--data-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')], 1)
     assert 'could not download CIFAR-10' in err and 'cifar-10-python.tar.gz' in err
     assert not (tmp_path / 'run').exists()
 
@@ -248,7 +239,7 @@ def test_a_truncated_batch_file_is_one_line_and_writes_nothing(capsys, tiny, tmp
     make_cifar(str(tmp_path))
     path = tmp_path / 'cifar-10-batches-py' / 'test_batch'
     path.write_bytes(path.read_bytes()[:1000])
-    err = one_line_error(capsys, tiny, ['--data-dir', str(tmp_path), '--out', str(tmp_path / 'run')], 1)
+    err = one_line_error(capsys, ['--data-dir', str(tmp_path), '--out', str(tmp_path / 'run')], 1)
     assert 'test_batch is not a CIFAR-10 batch file' in err and not (tmp_path / 'run').exists()
 
 
@@ -256,7 +247,7 @@ def test_a_truncated_batch_file_is_one_line_and_writes_nothing(capsys, tiny, tmp
 def test_a_subset_larger_than_the_data_is_one_line_and_writes_nothing(capsys, tiny, cifar_root, tmp_path, flags):
     """Only the data set knows how many images there are: 200 training images in the fake one."""
     out = tmp_path / 'never'
-    err = one_line_error(capsys, tiny, flags + ['--data-dir', cifar_root, '--out', str(out), '--device', 'cpu'], 1)
+    err = one_line_error(capsys, flags + ['--data-dir', cifar_root, '--out', str(out), '--device', 'cpu'], 1)
     assert flags[0] in err and 'more than the' in err and not out.exists()
 
 
@@ -301,7 +292,7 @@ def test_a_second_process_on_a_run_s_folder_is_refused_at_once(capsys, tiny, cif
             f'train.py: error: {out} is being trained by {holder}; wait for it, or stop that process first']
         assert refused_after < 15, refused_after  # the time to start Python and import torch, no more
         for more in (['--resume'], ['--force']):
-            assert holder in one_line_error(capsys, tiny, [*args, *more], 1)
+            assert holder in one_line_error(capsys, [*args, *more], 1)
         assert snapshot(out) == before
     finally:
         os.kill(first.pid, signal.SIGCONT)
@@ -345,7 +336,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_its_last_checkpoint_whole(c
         page = 4096  # tmpfs hands out whole pages: config.json, metrics.jsonl, the lock, a checkpoint and a half
         filler = disk / 'filler'
         filler.write_bytes(b'\0' * (2048 * 1024 - page * (3 + (size + page - 1) // page * 3 // 2)))
-        err = one_line_error(capsys, tiny, [*args, '--out', out], 1)
+        err = one_line_error(capsys, [*args, '--out', out], 1)
         assert f'no space left in {out} to write checkpoint.pt; a checkpoint of this run needs {size / 1024:.0f} kB' in err
         assert f'python train.py --resume --out {out}' in err
         assert sorted(os.listdir(out)) == ['checkpoint.pt', 'config.json', 'lock', 'metrics.jsonl']  # no .tmp
@@ -365,7 +356,7 @@ def test_a_run_that_diverges_stops_and_says_so(capsys, tiny, cifar_root, tmp_pat
     out = str(tmp_path / 'run')
     args = ['--epochs', '5', '--lr', '1e12', '--train-subset', '50', '--precision', precision, '--device', 'cpu',
             '--data-dir', cifar_root, '--out', out]
-    err = one_line_error(capsys, tiny, args, 1)
+    err = one_line_error(capsys, args, 1)
     epoch = json.load(open(os.path.join(out, 'summary.json')))['diverged_at']
     assert f'{out} diverged at epoch {epoch}: training loss' in err and 'try a lower --lr than 1000000000000.0' in err
     assert epoch < 5 and [row['epoch'] for row in metrics(out)] == list(range(1, epoch + 1))
@@ -407,7 +398,7 @@ def test_an_overflowing_fp16_step_is_not_divergence(monkeypatch):
 
 def status_lines(runs_dir, *make_args):
     """{run folder: the cells of its line of make status}, cells being two spaces or more apart."""
-    shown = subprocess.run(['make', '-s', '-C', ROOT, 'status', f'RUNS={runs_dir}', *make_args],
+    shown = subprocess.run([*MAKE, 'status', f'RUNS={runs_dir}', *make_args],
                            capture_output=True, text=True, check=True).stdout
     return {line.split()[0]: re.split(r'\s{2,}', line)[1:] for line in shown.splitlines()}
 

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, metrics, train_py, without_seconds
+from conftest import MAKE, metrics, train_py, without_seconds
 
 DAEMONS = ('munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scontrol', 'scancel', 'sinfo')
 PATH = os.environ.get('PATH', '') + ':/usr/sbin:/sbin'
@@ -151,7 +151,7 @@ def test_the_study_runs_on_slurm_through_a_requeue_and_a_time_limit(cluster, cif
     flags = ['--epochs', '3', '--train-subset', '60', '--eval-subset', '10', '--batch-size', '20', '--device', 'cpu',
              '--data-dir', cifar_root]
     env = cluster | {'OMP_NUM_THREADS': '1'}  # three runs at once on this machine's cores
-    submitted = subprocess.run(['make', '-s', '-C', ROOT, 'lr-sweep', f'RUNS={runs_dir}', f'ARGS={" ".join(flags)}',
+    submitted = subprocess.run([*MAKE, 'lr-sweep', f'RUNS={runs_dir}', f'ARGS={" ".join(flags)}',
                                 'SLURM=--time=30'], env=env, capture_output=True, text=True, timeout=60)
     assert submitted.returncode == 0, submitted.stderr
     job = re.search(r'submitted job (\d+): 3 of 3 runs', submitted.stdout).group(1)
@@ -174,6 +174,6 @@ def test_the_study_runs_on_slurm_through_a_requeue_and_a_time_limit(cluster, cif
     assert f'stopped: {folders[0]}/checkpoint.pt holds the last finished epoch' in requeued
     assert 'stopped before the time limit after epoch' in timed_out and 'start 2 on' in timed_out
     assert 'start 2' not in left_alone and 'make ended with status 0' in left_alone
-    again = subprocess.run(['make', '-s', '-C', ROOT, 'lr-sweep', f'RUNS={runs_dir}', 'SLURM=--time=30'],
+    again = subprocess.run([*MAKE, 'lr-sweep', f'RUNS={runs_dir}', 'SLURM=--time=30'],
                            env=env, capture_output=True, text=True, timeout=60)
     assert again.stdout.startswith('nothing to submit: all 3 runs have ended')

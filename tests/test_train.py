@@ -26,7 +26,7 @@ import data
 import hardware
 import train
 from augment import crop_flip, erase, sample_boxes, sample_crops
-from conftest import CUDA, DEVICES, PALETTE, ROOT, TinyNet, make_cifar, metrics, train_py, without_seconds
+from conftest import CUDA, DEVICES, PALETTE, ROOT, TinyNet, make_cifar, metrics, one_line_error, train_py, without_seconds
 
 CPU = torch.device('cpu')
 NO_AUTOCAST = contextlib.nullcontext  # fp32: train_one_epoch and evaluate enter it as they would autocast
@@ -383,15 +383,6 @@ def test_deterministic_chooses_repeatable_kernels_and_otherwise_lets_cudnn_time_
 
 # ---------------------------------------------------------------------------------------------
 # The flags: a value that cannot be is one line and exit status 2, and nothing written.
-
-
-def one_line_error(capsys, argv):
-    """Run train.main in this process; its one-line error, after checking the exit status 2."""
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and 'Traceback' not in err, err
-    return err
 
 
 @pytest.mark.parametrize('flags, says', [
