@@ -1,12 +1,17 @@
-"""Which differences are real: the noise in an accuracy, and tests for the difference of two.
+"""Which differences are real: the noise in an accuracy, tests for the difference of two, how
+many seeds a difference needs to be seen, and what looking again and comparing many cost.
 
 An accuracy is a count of right answers on n images, and the images are a sample: another
 10,000 would give another number. A run is a sample too: another seed gives another
 validation split (data.split_for), other weights, another data order and other augmentations,
 and another accuracy. A difference between two settings means something only when it is larger
 than what these two kinds of noise make of nothing. report.py uses what is here for every accuracy it shows and every claim it judges.
+The same noise says how many seeds a setting needs before a difference of a given size shows
+(the power of the test), and why each new look at the seeds, and each more comparison in a
+family, must be paid for with a stricter threshold.
 
-Standard library only: math.comb for the exact binomial sums, math.erfc for the normal tail.
+Standard library only: math.comb for the exact binomial sums, math.erfc for the normal tail,
+math.lgamma for the chi density that power integrates over, statistics.NormalDist for quantiles.
 """
 import math
 import statistics
@@ -70,6 +75,22 @@ def t_p(t, df):
     return max(0.0, 1 - inside)
 
 
+def t_critical(df, alpha=ALPHA):
+    """The two-sided critical value of Student's t: the t with t_p(t, df) = alpha, the t table read
+    the other way (t_critical(4) = 2.776). A 95% interval over k seeds is
+        mean +- t_critical(k - 1) sem,
+    wider than the normal's 1.96 sem because with few seeds the sd is itself a guess (Student 1908).
+    Found by bisection: t_p falls steadily from 1 at t = 0 towards 0, so each halving of the
+    bracket keeps the crossing inside it."""
+    lo, hi = 0.0, 1.0
+    while t_p(hi, df) > alpha:  # widen until the crossing is inside: at df 1 and alpha 0.01 it is 63.7
+        lo, hi = hi, 2 * hi
+    for _ in range(60):  # 60 halvings of a bracket under 64 wide leave it below double precision
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_p(mid, df) > alpha else (lo, mid)
+    return (lo + hi) / 2
+
+
 def welch(mean1, se1, k1, mean2, se2, k2):
     """Welch's t-test of two means, each over k seeds with standard error se (the sem):
     t = (mean1 - mean2) / sqrt(se1^2 + se2^2), with the Welch-Satterthwaite degrees of freedom
@@ -82,3 +103,106 @@ def welch(mean1, se1, k1, mean2, se2, k2):
     df = max(1, math.floor(se ** 4 / (se1 ** 4 / (k1 - 1) + se2 ** 4 / (k2 - 1))))
     t = (mean1 - mean2) / se
     return t, df, t_p(t, df)
+
+
+def t_test_power(margin, sd, k, alpha=ALPHA):
+    """The power of the two-sided t-test of two settings with k seeds each: the chance that it
+    calls the difference real when the true means are margin apart and each seed's result has
+    spread sd. With k equal and sd equal, Welch's test is Student's, with df = 2k - 2 (welch's
+    rounded-down df makes it a little more cautious, so its power a little lower), and
+        delta = margin / (sd sqrt(2 / k))
+    is how many standard errors of the difference the margin is. The t statistic is then noncentral
+    t, by its definition T' = (Z + delta) / S with Z standard normal and S = sqrt(V / df), V
+    chi-square with df degrees of freedom, independent of Z. Given S = s, T' > c when Z > c s - delta,
+    so with c = t_critical(df, alpha) and Phi the normal distribution function,
+        power = P(T' > c) + P(T' < -c) = integral over s of g(s) (Phi(delta - c s) + Phi(-delta - c s)) ds,
+    where g is the density of S (the chi distribution scaled by sqrt(df)):
+        g(s) = 2 (df / 2)^(df / 2) / Gamma(df / 2) s^(df - 1) exp(-df s^2 / 2).
+    Both parts are smooth in s, so Simpson's rule on 1,000 panels gets the integral to about 1e-9
+    (checked against scipy.stats.nct, which this module does without). Cohen (1988), "Statistical
+    Power Analysis for the Behavioral Sciences", ch. 2, tabulates this power and the n it takes;
+    margin / sd is his effect size d.
+
+    With a single run per setting there are no seeds to measure sd, and binomial_se(p, n) is the
+    floor under it: the noise of the test images alone, with training's noise still to add."""
+    if sd == 0:  # no noise at all: any margin is seen, and none is imagined
+        return 1.0 if margin else alpha
+    df, delta = 2 * k - 2, abs(margin) / (sd * math.sqrt(2 / k))
+    c = t_critical(df, alpha)
+    log_scale = math.log(2) + df / 2 * math.log(df / 2) - math.lgamma(df / 2)  # in logs: (df/2)^(df/2) overflows past df ~ 300
+    def integrand(s):
+        if s == 0:  # g(0) = 0 for df >= 2, which k >= 2 seeds give
+            return 0.0
+        density = math.exp(log_scale + (df - 1) * math.log(s) - df * s * s / 2)
+        return density * (math.erfc((c * s - delta) / math.sqrt(2)) + math.erfc((c * s + delta) / math.sqrt(2))) / 2
+    # S is 1 give or take 1 / sqrt(2 df): 10 / sqrt(df) either side is 14 of those, past which g is below e^-98
+    lo, hi, panels = max(0.0, 1 - 10 / math.sqrt(df)), 1 + 10 / math.sqrt(df), 1000
+    h = (hi - lo) / panels
+    total = integrand(lo) + integrand(hi) + sum((4 if i % 2 else 2) * integrand(lo + i * h) for i in range(1, panels))
+    return min(1.0, total * h / 3)
+
+
+def seeds_needed(margin, sd, alpha=ALPHA, power=0.8, cap=20):
+    """The smallest number of seeds per setting, k >= 2, at which t_test_power(margin, sd, k)
+    reaches power; None when even cap seeds do not. 80% is Cohen's (1988) convention: missing a
+    real difference one time in five is accepted as the price of a study one can afford.
+    At margin = sd it takes 17 seeds a setting; three seeds see only margins of about 3 sd."""
+    for k in range(2, cap + 1):
+        if t_test_power(margin, sd, k, alpha) >= power:
+            return k
+    return None
+
+
+def seeds_needed_roughly(margin, sd, alpha=ALPHA, power=0.8):
+    """How many seeds per setting it would take, for saying how far past the cap a margin is
+    ("about 60 seeds a setting"). The normal approximation with Guenther's (1981, "Sample size
+    formulas for normal theory t tests") correction for the t distribution,
+        k = 2 ((z_(1 - alpha/2) + z_power) sd / margin)^2 + z_(1 - alpha/2)^2 / 4, rounded up,
+    where the last term (0.96 at alpha = 0.05) stands for the seeds the estimated sd costs.
+    It is within one seed of seeds_needed, sometimes one too few: use that where it can answer."""
+    if margin == 0:  # no number of seeds shows a difference that is not there
+        return math.inf
+    z_alpha, z_power = statistics.NormalDist().inv_cdf(1 - alpha / 2), statistics.NormalDist().inv_cdf(power)
+    return max(2, math.ceil(2 * ((z_alpha + z_power) * sd / margin) ** 2 + z_alpha ** 2 / 4))
+
+
+def sequential_alpha(looks, alpha=ALPHA):
+    """The threshold for each look when seeds are added in rounds and the test is run after every
+    round, stopping at the first p below it: Bonferroni's alpha / looks.
+
+    Each look is another chance for noise to pass as a difference. At p < 0.05 on every look, a
+    difference that is not there is called in 14% of studies with 5 looks at a normal statistic
+    (Armitage, McPherson and Rowe 1969, "Repeated significance tests on accumulating data"), and
+    in 7% with Welch's test after 2, 3, 4 and 5 seeds (simulated in the tests), not 5%. If the
+    study calls one whenever any look passes, the chance that some look passes by noise is at
+    most the sum of the chances of each,
+        P(any p_i < alpha / looks) <= looks * alpha / looks = alpha,
+    whatever the correlation between looks, and looks at the same growing set of seeds are
+    strongly correlated. That makes it conservative: the true rate is below alpha. Pocock's
+    (1977, "Group sequential methods in the design and analysis of clinical trials") constant
+    threshold is less so, but its value comes from a table for each number of looks; O'Brien and
+    Fleming's (1979, "A multiple testing procedure for clinical trials") spends little alpha early
+    and keeps nearly all of it for the last look. Bonferroni needs no table and is easy to check."""
+    return alpha / looks
+
+
+def holm(pvalues, alpha=ALPHA):
+    """Which of a family of m comparisons are beyond noise, Holm's step-down rule (Holm 1979,
+    "A simple sequentially rejective multiple test procedure"). Returns, for each p in the order
+    given, whether it is rejected (the difference called real).
+
+    With m comparisons and no real difference among them, about m alpha pass p < alpha by chance:
+    one in twenty comparisons at 5%. Bonferroni compares every p with alpha / m. Holm sorts them,
+    p_(0) <= p_(1) <= ... <= p_(m-1), and compares the i-th smallest with
+        alpha / (m - i),
+    stopping at the first that is not below: it and every larger p are kept as noise. Once the
+    smallest is rejected, only m - 1 comparisons remain that could still be noise, so the next
+    needs to beat only alpha / (m - 1). The chance of calling any non-difference real stays at most
+    alpha, as with Bonferroni, yet every p Bonferroni rejects Holm rejects too, and sometimes more."""
+    m = len(pvalues)
+    rejected = [False] * m
+    for i, index in enumerate(sorted(range(m), key=lambda j: pvalues[j])):
+        if pvalues[index] >= alpha / (m - i):
+            break
+        rejected[index] = True
+    return rejected
