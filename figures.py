@@ -102,17 +102,18 @@ class NoisePoint(NamedTuple):
 
 
 def noise(panels):
-    """Figure 10: panels of (title, [NoisePoint]), each accuracy with a 95% error bar, 1.96
-    standard errors. Where two bars overlap a lot, their difference is within the noise the bars
-    show (one run's bar leaves out the noise of training: only seeds see it). Our point is hollow
-    where our runs are not the report's setting: the tables say how."""
+    """Figure 10: panels of (title, [NoisePoint]), each accuracy with its 95% interval: 1.96
+    binomial standard errors for one run, t(k - 1) standard errors of the mean for k seeds
+    (report.Estimate.interval). Where two bars overlap a lot, their difference is within the noise
+    the bars show (one run's bar leaves out the noise of training: only seeds see it). Our point is
+    hollow where our runs are not the report's setting: the tables say how."""
     fig, axes = plt.subplots(2, 3, figsize=(14, 8.5))
     for ax, (title, points) in zip(axes.flat, panels):
         for x, point in enumerate(points):
             for offset, estimate, style in ((-0.12, point.report, REPORT_STYLE), (0.12, point.ours, OURS_STYLE)):
                 if estimate:
                     hollow = dict(markerfacecolor='white') if style is OURS_STYLE and point.departs else {}
-                    ax.errorbar(x + offset, 100 * estimate.mean, yerr=100 * 1.96 * estimate.se, capsize=4,
+                    ax.errorbar(x + offset, 100 * estimate.mean, yerr=100 * estimate.interval(), capsize=4,
                                 **style, **hollow)
         ax.set_xticks(range(len(points)), [p.name for p in points], fontsize=8)
         ax.set_xlim(-0.6, len(points) - 0.4)
@@ -123,7 +124,7 @@ def noise(panels):
     handles = [plt.Line2D([], [], linestyle='', **style) for style in (REPORT_STYLE, OURS_STYLE)]
     handles.append(plt.Line2D([], [], linestyle='', markerfacecolor='white', **OURS_STYLE))
     fig.legend(handles, ['the report: one run, ± 1.96 binomial se on 10,000 images',
-                         'ours: one run, ± 1.96 binomial se; several seeds, ± 1.96 sem',
+                         'ours: one run, ± 1.96 binomial se; k seeds, ± t(k − 1) sem (4.30 sem for 3 seeds), Student\'s t',
                          'ours, not the report\'s setting (fewer epochs, a subset, another batch) or unfinished'],
                loc='lower center', ncol=1, frameon=False, fontsize=9)
     fig.suptitle('Figure 10: final validation accuracy of every setting, with 95% error bars', wrap=True)

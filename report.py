@@ -34,12 +34,13 @@ import torch
 import figures
 import runs
 from data import DataError, class_table, load_cifar10, split_for
-from stats import ALPHA, binomial_se, mcnemar_p, mean_sd_sem, normal_p, welch
+from stats import ALPHA, binomial_se, mcnemar_p, mean_sd_sem, normal_p, t_critical, welch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPORT_IMAGES = 10_000  # the report's validation set, and its test set
 REPORT_BATCH, REPORT_MOMENTUM = 128, 0.9
 BASELINE = {'cosine': False, 'wd': 0.0, 'erase_p': 0.0, 'erase_scale': [0.02, 0.33], 'erase_ratio': [0.3, 3.3]}
+NORMAL_95 = statistics.NormalDist().inv_cdf(0.975)  # 1.96: 95% of a normal lies within 1.96 sd of its mean
 METRICS = ['train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc']
 
 
@@ -96,12 +97,19 @@ CLAIMS = [
 
 
 class Estimate(NamedTuple):
-    """An accuracy with its uncertainty. Several seeds: their mean, their standard deviation, and
-    the standard error of the mean. One run: its accuracy, no sd, and its binomial standard error
-    on the images it was measured on."""
+    """An accuracy with its uncertainty. Several seeds: their mean, their standard deviation, the
+    standard error of the mean, and how many. One run: its accuracy, no sd, and its binomial
+    standard error on the images it was measured on."""
     mean: float
     sd: float | None
     se: float
+    seeds: int = 1
+
+    def interval(self):
+        """Half the width of its 95% interval. One run: 1.96 binomial se, the normal's quantile,
+        which thousands of images earn. k seeds: t_critical(k - 1) sem, Student's t, since the sd
+        of a few seeds is itself a guess: 4.30 sem for 3 seeds, more than twice 1.96."""
+        return (t_critical(self.seeds - 1) if self.seeds > 1 else NORMAL_95) * self.se
 
 
 class Margin(NamedTuple):
@@ -113,9 +121,10 @@ class Margin(NamedTuple):
     test: str
 
 
-UNCERTAINTY_RULE = ('Validation and test accuracy: one run ± its binomial standard error √(p(1−p)/n) on its n images '
-                    '(the report\'s: n = 10,000); several seeds: mean ± their standard deviation, and the standard error '
-                    'of the mean (sem = sd/√seeds). Other columns: mean ± standard deviation over seeds. '
+UNCERTAINTY_RULE = ('Each ± says what it is. Validation and test accuracy: one run ± its binomial standard error (se), '
+                    '√(p(1−p)/n) on its n images (the report\'s: n = 10,000); several seeds: their mean ± their standard '
+                    'deviation (sd), with the standard error of the mean (sem = sd/√seeds). Other columns: mean ± sd over '
+                    'seeds. Figure 10 draws 95% intervals: 1.96 se for one run, t(seeds − 1) sem for several. '
                     '"ours" says where our runs depart from the report\'s setting.')
 CONCLUSIONS_RULES = f"""\
 Δ: the final validation accuracy of the claim's winner minus that of the setting in "against", in points, ± its \
@@ -145,7 +154,7 @@ def accuracy(found, split):
     found = [r for r in found if not diverged(r)]
     values = [v for v in (final(r)[f'{split}_acc'] for r in found) if v is not None]
     if len(values) > 1:
-        return Estimate(*mean_sd_sem(values))
+        return Estimate(*mean_sd_sem(values), seeds=len(values))
     return Estimate(values[0], None, binomial_se(values[0], found[0]['config']['sizes'][split])) if values else None
 
 
@@ -327,24 +336,25 @@ def describe(setting, knob):
     return f'{knob.replace("erase_", "")} {tuple(value) if isinstance(value, list) else value}'
 
 
-def cell(value, spread=None, percent=False, signed=False):
+def cell(value, sd=None, percent=False, signed=False):
+    """A number of a table, with the standard deviation of several seeds' values if given."""
     if value is None:
         return ''
     scale, digits = (100, 2) if percent else (1, 4)
     text = f'{scale * value:{"+" if signed else ""}.{digits}f}'
-    return text + (f' ± {scale * spread:.{digits}f}' if spread is not None else '')
+    return text + (f' ± {scale * sd:.{digits}f} (sd)' if sd is not None else '')
 
 
 def accuracy_cell(estimate):
     if estimate is None:
         return ''
     if estimate.sd is None:
-        return f'{100 * estimate.mean:.2f} ± {100 * estimate.se:.2f}'
-    return f'{100 * estimate.mean:.2f} ± {100 * estimate.sd:.2f} (sem {100 * estimate.se:.2f})'
+        return f'{100 * estimate.mean:.2f} ± {100 * estimate.se:.2f} (se)'
+    return f'{100 * estimate.mean:.2f} ± {100 * estimate.sd:.2f} (sd; sem {100 * estimate.se:.2f})'
 
 
 def points(margin):
-    return f'{100 * margin.difference:+.2f} ± {100 * margin.se:.2f}'
+    return f'{100 * margin.difference:+.2f} ± {100 * margin.se:.2f} (se)'
 
 
 def p_text(p):

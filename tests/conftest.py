@@ -2,6 +2,7 @@
 tests run the real loading code without the real data set or a network; TinyNet, a stand-in for
 ResNet-18 where it is too slow; and train.py run in a process of its own."""
 import json
+import math
 import os
 import pickle
 import signal
@@ -131,3 +132,38 @@ def without_seconds(rows):
 def snapshot(folder):
     """Every file of a folder and its bytes: to show that nothing was changed."""
     return {name: open(os.path.join(folder, name), 'rb').read() for name in sorted(os.listdir(folder))}
+
+
+# The flags in config.json of lr-sweep's lr 0.01 run, at the report's setting: a run folder written by hand starts from them.
+REPORT_FLAGS = {'lr': 0.01, 'epochs': 15, 'batch_size': 128, 'momentum': 0.9, 'cosine': False, 'wd': 0.0,
+                'erase_p': 0.0, 'erase_scale': [0.02, 0.33], 'erase_ratio': [0.3, 3.3], 'no_crop_flip': False,
+                'seed': 0, 'train_subset': None, 'eval_subset': None, 'precision': 'bf16'}
+
+
+def write_run(folder, flags=None, val_accs=(0.5,), sizes=None, summary=True, right=None):
+    """A run folder as train.py leaves it: config.json, a metrics line per epoch (validation
+    accuracy as given, other numbers made up), summary.json if finished, and predictions.pt if
+    `right` says which of the validation images it got right."""
+    flags = REPORT_FLAGS | (flags or {})
+    sizes = sizes or {'train': 40000, 'val': 10000, 'test': 10000}
+    os.makedirs(folder)
+    rows = [{'epoch': e + 1, 'lr': flags['lr'], 'train_loss': 1.0 / (e + 1), 'train_acc': acc + 0.05,
+             'val_loss': 1.5 / (e + 1), 'val_acc': acc, 'seconds': 1.0} for e, acc in enumerate(val_accs)]
+    with open(os.path.join(folder, 'config.json'), 'w') as f:
+        json.dump({'flags': flags, 'sizes': sizes}, f)
+    if summary == 'diverged':  # as train.py leaves a run whose loss became nan at its last epoch
+        rows[-1] |= {'train_loss': math.nan, 'val_loss': math.nan}
+        with open(os.path.join(folder, 'summary.json'), 'w') as f:
+            json.dump({'diverged_at': len(rows), 'train_loss': math.nan, 'val_loss': math.nan}, f)
+    elif summary:
+        with open(os.path.join(folder, 'summary.json'), 'w') as f:
+            json.dump({k: rows[-1][k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')}
+                      | {'test_loss': 0.7, 'test_acc': val_accs[-1] - 0.01}, f)
+    with open(os.path.join(folder, 'metrics.jsonl'), 'w') as f:
+        f.writelines(json.dumps(row) + '\n' for row in rows)
+    if right is not None:
+        n = len(right)
+        label = torch.arange(n, dtype=torch.int8) % 10
+        pred = torch.where(torch.tensor(right), label, (label + 1) % 10).to(torch.int8)
+        torch.save({'val': {'index': torch.arange(n), 'label': label, 'pred': pred}}, os.path.join(folder, 'predictions.pt'))
+    return rows

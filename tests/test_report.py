@@ -20,42 +20,8 @@ import torch
 
 import figures
 import report
-from conftest import MAKE, ROOT
+from conftest import MAKE, ROOT, write_run
 from stats import binomial_se, mcnemar_p, t_p
-
-REPORT_FLAGS = {'lr': 0.01, 'epochs': 15, 'batch_size': 128, 'momentum': 0.9, 'cosine': False, 'wd': 0.0,
-                'erase_p': 0.0, 'erase_scale': [0.02, 0.33], 'erase_ratio': [0.3, 3.3], 'no_crop_flip': False,
-                'seed': 0, 'train_subset': None, 'eval_subset': None, 'precision': 'bf16'}
-
-
-def write_run(folder, flags=None, val_accs=(0.5,), sizes=None, summary=True, right=None):
-    """A run folder as train.py leaves it: config.json, a metrics line per epoch (validation
-    accuracy as given, other numbers made up), summary.json if finished, and predictions.pt if
-    `right` says which of the validation images it got right."""
-    flags = REPORT_FLAGS | (flags or {})
-    sizes = sizes or {'train': 40000, 'val': 10000, 'test': 10000}
-    os.makedirs(folder)
-    rows = [{'epoch': e + 1, 'lr': flags['lr'], 'train_loss': 1.0 / (e + 1), 'train_acc': acc + 0.05,
-             'val_loss': 1.5 / (e + 1), 'val_acc': acc, 'seconds': 1.0} for e, acc in enumerate(val_accs)]
-    with open(os.path.join(folder, 'config.json'), 'w') as f:
-        json.dump({'flags': flags, 'sizes': sizes}, f)
-    if summary == 'diverged':  # as train.py leaves a run whose loss became nan at its last epoch
-        rows[-1] |= {'train_loss': math.nan, 'val_loss': math.nan}
-        with open(os.path.join(folder, 'summary.json'), 'w') as f:
-            json.dump({'diverged_at': len(rows), 'train_loss': math.nan, 'val_loss': math.nan}, f)
-    elif summary:
-        with open(os.path.join(folder, 'summary.json'), 'w') as f:
-            json.dump({k: rows[-1][k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')}
-                      | {'test_loss': 0.7, 'test_acc': val_accs[-1] - 0.01}, f)
-    with open(os.path.join(folder, 'metrics.jsonl'), 'w') as f:
-        f.writelines(json.dumps(row) + '\n' for row in rows)
-    if right is not None:
-        n = len(right)
-        label = torch.arange(n, dtype=torch.int8) % 10
-        pred = torch.where(torch.tensor(right), label, (label + 1) % 10).to(torch.int8)
-        torch.save({'val': {'index': torch.arange(n), 'label': label, 'pred': pred}}, os.path.join(folder, 'predictions.pt'))
-    return rows
-
 
 def tables_of(runs, tmp_path, data_dir=None):
     """report.py --tables on a folder of runs: what it printed, and tables.md."""
@@ -97,8 +63,8 @@ def test_a_row_holds_the_mean_and_spread_of_the_seeds_final_lines(tmp_path):
         write_run(tmp_path / 'runs/lr-sweep/lr0.1' / f'seed{seed}', {'lr': 0.1, 'seed': seed}, val_accs=(0.3, acc))
     cells = row(tables_of(tmp_path / 'runs', tmp_path), 'lr 0.1', 'ours')
     assert cells[1] == 'ours' and cells[2:4] == ['2', '2']  # no note: the report's setting; 2 epochs, 2 seeds
-    assert cells[6] == '0.7500 ± 0.0000' and cells[7] == '82.00 ± 2.83 (sem 2.00)'
-    assert cells[9] == '81.00 ± 2.83 (sem 2.00)'  # the test accuracies, a point lower
+    assert cells[6] == '0.7500 ± 0.0000 (sd)' and cells[7] == '82.00 ± 2.83 (sd; sem 2.00)'
+    assert cells[9] == '81.00 ± 2.83 (sd; sem 2.00)'  # the test accuracies, a point lower
 
 
 def test_one_run_s_accuracy_carries_its_binomial_error_beside_the_report_s(tmp_path):
@@ -106,8 +72,8 @@ def test_one_run_s_accuracy_carries_its_binomial_error_beside_the_report_s(tmp_p
     0.01: 86.06%, val loss 0.4309; the difference of the val losses 0.75 - 0.4309 = +0.3191."""
     write_run(tmp_path / 'runs/lr-sweep/lr0.01/seed0', val_accs=(0.5, 0.86))
     tables = tables_of(tmp_path / 'runs', tmp_path)
-    assert row(tables, 'lr 0.01', 'ours')[7] == '86.00 ± 0.35'
-    assert row(tables, 'lr 0.01', 'report')[4:8] == ['0.2463', '91.39', '0.4309', '86.06 ± 0.35']
+    assert row(tables, 'lr 0.01', 'ours')[7] == '86.00 ± 0.35 (se)'
+    assert row(tables, 'lr 0.01', 'report')[4:8] == ['0.2463', '91.39', '0.4309', '86.06 ± 0.35 (se)']
     assert row(tables, 'lr 0.01', 'difference')[6:8] == ['+0.3191', '-0.06']
 
 
@@ -131,7 +97,7 @@ def test_an_unfinished_run_is_shown_to_its_last_epoch_and_marked(tmp_path):
     write_run(tmp_path / 'runs/schedule/constant/seed0', {'epochs': 300}, val_accs=(0.4, 0.45), summary=False)
     cells = row(tables_of(tmp_path / 'runs', tmp_path), 'constant', 'ours')
     assert cells[1] == 'ours (in progress: epoch 2/300)' and cells[6] == '0.7500' and cells[8:] == ['', '']
-    assert cells[7] == f'45.00 ± {100 * binomial_se(0.45, 10000):.2f}'
+    assert cells[7] == f'45.00 ± {100 * binomial_se(0.45, 10000):.2f} (se)'
 
 
 def test_missing_runs_are_skipped_with_a_line_each(tmp_path, capsys):
@@ -166,8 +132,30 @@ def test_seeds_on_both_sides_are_compared_by_welch_s_t(tmp_path):
     _, _, ours, test, verdict = conclusions(tables_of(tmp_path / 'runs', tmp_path))[LR_CLAIM, 'lr 0.1']
     t = 0.05 / math.sqrt(0.0001 / 3 + 0.0004 / 3)
     assert test == f'Welch t {t:.1f}, df 2, 3 and 3 seeds: p = {t_p(t, 2):.3f}' and t == pytest.approx(3.873, abs=1e-3)
-    assert ours == f'+5.00 ± {100 * math.sqrt(0.0005 / 3):.2f}'
+    assert ours == f'+5.00 ± {100 * math.sqrt(0.0005 / 3):.2f} (se)'
     assert verdict == 'within noise'  # p = 0.061: five points, yet three seeds a side cannot tell
+
+
+def test_figure_10_draws_95_percent_intervals_by_student_s_t_for_seeds(tmp_path):
+    """Three seeds of lr 0.01 at 86, 87 and 88%: mean 87, sd 1, sem 1/sqrt(3) = 0.577 points. With
+    3 seeds the 95% interval is t(2) = 4.303 sem (the printed t table), 2.48 points, not 1.96 sem
+    (1.13). One run of lr 0.1 at 80% on 10,000 images keeps 1.96 binomial se: 1.96 * 0.40 = 0.78."""
+    for seed, acc in enumerate((0.86, 0.87, 0.88)):
+        write_run(tmp_path / f'runs/lr-sweep/lr0.01/seed{seed}', {'seed': seed}, (acc,))
+    write_run(tmp_path / 'runs/lr-sweep/lr0.1/seed0', {'lr': 0.1}, (0.80,))
+    with open(os.path.join(ROOT, 'report_results.json')) as f:
+        panels = report.noise_panels(report.collect(str(tmp_path / 'runs'), json.load(f)))
+    fig = figures.noise(panels)
+    lr_panel = next(ax for ax in fig.axes if ax.get_title().startswith('Learning rate'))
+    bars = {}  # (x, y) of each of our points: the half-length of its error bar
+    for container in lr_panel.containers:
+        (x, y), = container.lines[0].get_xydata()
+        (low, high), = [segment[:, 1] for segment in container.lines[2][0].get_segments()]
+        bars[round(x, 2), round(y, 2)] = (high - low) / 2
+    assert bars[1.12, 87.00] == pytest.approx(4.303 * 100 / math.sqrt(3) / 100, abs=2e-3)
+    assert bars[0.12, 80.00] == pytest.approx(1.96 * 100 * binomial_se(0.80, 10_000), abs=2e-3)
+    assert 't(k − 1) sem' in ' '.join(t.get_text() for t in fig.legends[0].get_texts())
+    plt.close(fig)
 
 
 def test_a_diverged_run_is_shown_as_diverged_and_compared_with_nothing(tmp_path):
@@ -210,7 +198,7 @@ def test_conclusions_from_the_report_s_numbers_alone(tmp_path, capsys):
         assert noise.split(',')[0] == beyond and verdict == 'not run yet' and ours == test == '', (claim, against)
     # scale (0.02, 0.33) against (0.33, 0.67), by hand: 94.62 - 92.87 points over √(se² + se²), z = 5.1
     se = math.hypot(binomial_se(0.9462, 10_000), binomial_se(0.9287, 10_000))
-    assert rows['scale (0.02, 0.33) is the best erased area', 'scale (0.33, 0.67)'][0] == f'+1.75 ± {100 * se:.2f}'
+    assert rows['scale (0.02, 0.33) is the best erased area', 'scale (0.33, 0.67)'][0] == f'+1.75 ± {100 * se:.2f} (se)'
 
 
 def test_table1_counts_each_class_of_the_split(tmp_path, cifar_root):
@@ -293,5 +281,5 @@ def test_the_tables_hold_what_train_py_wrote(study):
     accs = [json.loads((runs / f'lr-sweep/lr0.1/seed{s}/metrics.jsonl').read_text().splitlines()[-1])['val_acc']
             for s in (0, 1)]
     mean, sd = statistics.fmean(accs), statistics.stdev(accs)
-    assert row(tables, 'lr 0.1', 'ours')[7] == f'{100 * mean:.2f} ± {100 * sd:.2f} (sem {100 * sd / math.sqrt(2):.2f})'
+    assert row(tables, 'lr 0.1', 'ours')[7] == f'{100 * mean:.2f} ± {100 * sd:.2f} (sd; sem {100 * sd / math.sqrt(2):.2f})'
     assert row(tables, 'constant', 'ours')[1].startswith('ours (in progress: epoch 1/2; ')
