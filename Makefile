@@ -4,7 +4,7 @@
 #   make test-quick               the tests without the slow ones: a student's check while rewriting a module
 #   make lr-sweep                 runs/lr-sweep/lr0.1/seed0/, lr0.01/seed0/, lr0.001/seed0/
 #   make -j3 lr-sweep             the same, three runs at once
-#   make lr-sweep ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in minutes
+#   make lr-sweep RUNS=runs-try ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in minutes, in its own folder
 #   make lr-sweep SEEDS='0 1 2'   every setting once per seed
 #   make study                    all seven experiments, 14 runs
 #   make -j4 study GPUS='0 1 2 3' the same on four GPUs: each run takes one that no other run holds, as it starts
@@ -14,7 +14,9 @@
 #   make bench                    training speed, ours (eager and compiled) against the usual DataLoader pipeline
 #
 # A run whose summary.json exists has ended (finished, or diverged) and is not run again; a run
-# with a checkpoint but no summary was interrupted and continues where it stopped (--resume).
+# with a checkpoint but no summary was interrupted and continues where it stopped (--resume). Both
+# only if the run in the folder was made with the flags asked for: else make names it and stops,
+# and FORCE=1 starts it over. A run that diverged is a result: make goes on with the others.
 # Every target creates the virtual environment from requirements.txt first if it is missing.
 
 PYTHON ?= python3
@@ -26,6 +28,7 @@ RUNS ?= runs
 GPUS ?=
 SLURM ?=
 EXP ?=
+FORCE ?=
 
 EXPERIMENTS := lr-sweep schedule wd erase erase-p erase-scale erase-ratio
 .PHONY: test test-quick bench figures tables status study $(EXPERIMENTS)
@@ -57,15 +60,19 @@ status: | $(VENV)/installed
 	@$(PY) runs.py $(if $(EXP),$(foreach e,$(EXP),$(FOLDERS_$(e))),$(FOLDERS_study))
 
 # $(call experiment,NAME,SETTING,FLAGS): the experiment NAME gains the runs of one setting, one per
-# seed, each in $(RUNS)/NAME/SETTING/seedN/ (listed in FOLDERS_NAME). ARGS come last, so they
-# override FLAGS. GPUS='0 1 2 3': each run takes a GPU of these that no other run holds, as it
-# starts, and waits for one if all are taken (train.py --gpu-pool).
+# seed, each in $(RUNS)/NAME/SETTING/seedN/ (listed in FOLDERS_NAME, its flags in ASKED_folder).
+# ARGS come last, so they override FLAGS. GPUS='0 1 2 3': each run takes a GPU of these that no
+# other run holds, as it starts, and waits for one if all are taken (train.py --gpu-pool).
+# A run that diverged exits with status 3: it has ended, with its summary.json, and make goes on.
 experiment = $(foreach seed,$(SEEDS),$(eval $(call run,$(1),$(2),$(3),$(seed))))
 define run
 FOLDERS_$(1) += $(RUNS)/$(1)/$(2)/seed$(4)
+ASKED_$(RUNS)/$(1)/$(2)/seed$(4) := $(3) --seed $(4)
 $(RUNS)/$(1)/$(2)/seed$(4)/summary.json: | $(VENV)/installed
-	$(PY) train.py $(3) --seed $(4) --out $$(@D)$(if $(GPUS), --gpu-pool $(GPUS)) $$(ARGS) $$(if $$(wildcard $$(@D)/checkpoint.pt),--resume)
+	$(PY) train.py $(3) --seed $(4) --out $$(@D)$(if $(GPUS), --gpu-pool $(GPUS)) $$(ARGS) $$(call continue,$$(@D)) || [ $$$$? = 3 ]
 endef
+# Start over a run made with other flags (FORCE=1), or continue an interrupted one from its checkpoint.
+continue = $(if $(filter $(1),$(STALE)),--force,$(if $(wildcard $(1)/checkpoint.pt),--resume))
 
 # 1. Learning rate: 15 epochs, constant rate, no weight decay.
 $(call experiment,lr-sweep,lr0.1,--epochs 15 --lr 0.1)
@@ -89,14 +96,32 @@ $(call experiment,erase-ratio,ratio0.2-5.0,$(BEST) --erase-p 1.0 --erase-scale 0
 
 FOLDERS_study := $(foreach e,$(EXPERIMENTS),$(FOLDERS_$(e)))
 
+# Before any run, the runs asked for that have a folder already must be what their target asks:
+# a finished quick try (ARGS='--epochs 1') is not the real run. study.py check names each that
+# differs, and how; make stops there, or with FORCE=1 starts those runs over (STALE). It names
+# each folder with a damaged file too, which make leaves alone and goes on without (DAMAGED).
+ASKED := $(foreach g,$(MAKECMDGOALS),$(FOLDERS_$(g)) $(patsubst %/summary.json,%,$(filter %/summary.json,$(g))))
+HELD := $(foreach f,$(ASKED),$(if $(wildcard $(f)/config.json $(f)/summary.json $(f)/checkpoint.pt),$(f)))
+CHECKED := $(if $(HELD),$(shell $(PY) study.py check $(if $(FORCE),--force) --args '$(ARGS)' $(foreach f,$(HELD),$(f) '$(ASKED_$(f))')))
+STALE := $(patsubst %:stale,%,$(filter %:stale,$(CHECKED)))
+DAMAGED := $(patsubst %:damaged,%,$(filter %:damaged,$(CHECKED)))
+ifneq ($(and $(STALE),$(if $(FORCE),,stop)),)
+$(error $(words $(STALE)) run folders hold other runs than asked for (above))
+endif
+$(addsuffix /summary.json,$(STALE)): start-over
+.PHONY: start-over
+
 ifeq ($(SLURM),)
-# An experiment is made of its runs' summaries: make runs those that are missing.
-$(foreach e,$(EXPERIMENTS),$(eval $(e): $(addsuffix /summary.json,$(FOLDERS_$(e)))))
+# An experiment is made of its runs' summaries: make runs those that are missing. Then, if it was
+# asked for by name, it says which of its runs diverged, and which it left out as damaged (study.py ended).
+$(foreach e,$(EXPERIMENTS),$(eval $(e): $(addsuffix /summary.json,$(filter-out $(DAMAGED),$(FOLDERS_$(e))))))
 study: $(EXPERIMENTS)
+$(EXPERIMENTS) study:
+	@$(if $(filter $@,$(MAKECMDGOALS)),$(PY) study.py ended $(FOLDERS_$@))
 else
 # With SLURM, a target submits its unfinished runs as one Slurm job array instead, a task per run,
 # each of which runs its run through make, on a GPU of the cluster's (slurm.py).
 $(EXPERIMENTS) study: | $(VENV)/installed
 	$(PY) slurm.py --sbatch='$(SLURM)' --name $@ --runs '$(RUNS)' --make 'RUNS=$(RUNS)' --make 'SEEDS=$(SEEDS)' \
-		--make 'ARGS=$(ARGS)' $(FOLDERS_$@)
+		--make 'ARGS=$(ARGS)' $(if $(FORCE),--make FORCE=1 $(addprefix --start-over ,$(filter $(FOLDERS_$@),$(STALE)))) $(FOLDERS_$@)
 endif

@@ -91,6 +91,10 @@ def cpu_computes_bf16():
     return 'amx_bf16' in flags or 'avx512_bf16' in flags
 
 
+class NotNative(ValueError):
+    """A precision the device would only emulate: refused, since emulated it is slower than fp32."""
+
+
 def pick_precision(precision, device):
     """The precision a run computes in: the one --precision names, or for auto the fastest that
     the hardware computes natively. A CUDA card's compute capability says which tensor cores it has:
@@ -99,7 +103,7 @@ def pick_precision(precision, device):
         below 7.0    P100, GTX 10xx: no tensor cores; fp32
     AMD GPUs (ROCm, which torch also calls cuda) get bf16; a CPU gets bf16 where it has bf16
     matrix instructions, else fp32. torch.cuda.is_bf16_supported() is no guide: by default it
-    also says yes where bf16 is only emulated, as on a T4."""
+    also says yes where bf16 is only emulated, as on a T4. NotNative for bf16 on a card below 8.0."""
     on_nvidia = device.type == 'cuda' and not torch.version.hip
     capability = torch.cuda.get_device_capability(device) if on_nvidia else None
     if precision == 'auto':
@@ -107,9 +111,33 @@ def pick_precision(precision, device):
             return 'bf16' if capability >= (8, 0) else 'fp16' if capability >= (7, 0) else 'fp32'
         return 'bf16' if device.type == 'cuda' or cpu_computes_bf16() else 'fp32'
     if precision == 'bf16' and capability and capability < (8, 0):
-        raise ValueError(f'--precision bf16: the {torch.cuda.get_device_name(device)} (compute capability '
-                         f'{capability[0]}.{capability[1]}) has no bf16 tensor cores; use fp16 or auto')
+        raise NotNative(f'the {torch.cuda.get_device_name(device)} (compute capability {capability[0]}.{capability[1]}) '
+                        f'has no bf16 tensor cores')
     return precision
+
+
+def fp16_backward_and_step(loss, optimizer, scaler):
+    """fp16's training step, for the loss of a batch: the GradScaler (above) multiplies the loss,
+    and so every gradient, by its scale before backward, divides them again inside the step, skips
+    a step whose gradients overflowed, and then grows or halves the scale. In fp32 and bf16 the
+    step is the textbook's: loss.backward(), optimizer.step() (train.train_one_epoch)."""
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def start_momentum_at_zero(optimizer):
+    """SGD's velocity v for every weight, set to 0, as plain SGD's first step takes it (v = g).
+
+    train.build's SGD is fused: one kernel updates every weight, and takes fp16's scale and
+    overflow flag as tensors, so that skipping an overflowed step needs no wait for the GPU. But
+    in torch 2.14 the fused kernel makes v with empty_like, uninitialised memory, on its first
+    step; when that step overflows and is skipped, the garbage stays and is added to every later
+    step. Made here first, at 0, v is exactly plain SGD's (tests/test_train.py checks both paths)."""
+    for group in optimizer.param_groups:
+        if group['momentum']:
+            for p in group['params']:
+                optimizer.state[p]['momentum_buffer'] = torch.zeros_like(p)
 
 
 def autocast_for(device, precision):

@@ -18,7 +18,7 @@ import time
 def acquire(path):
     """Take the lock of the file at `path` (made if missing): returns the file descriptor that
     holds it, for release(), or None, having taken nothing, if another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # OSError if something else stands at path, a folder say
     for _ in range(10):  # someone only looking (holder()) holds it for microseconds; a run, for hours
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -46,7 +46,7 @@ def holder(path):
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted only if nobody holds it
     except BlockingIOError:
-        pid, _, host = os.read(fd, 256).decode().strip().partition(' ')
+        pid, _, host = os.read(fd, 256).decode(errors='replace').strip().partition(' ')
         return f'pid {pid} on {host}' if pid else 'another process'
     else:
         return None

@@ -33,6 +33,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 
 import torch
 
@@ -43,9 +44,11 @@ import locks
 # must agree on them, --resume takes them from config.json, and a run's default folder is named
 # after them. The precision is one: rounding to 16 bits changes the path training takes, and a
 # run resumed in another would be another run. Every other flag says where or how the run
-# computes, and may change on --resume.
-TRAINING_FLAGS = ('lr', 'epochs', 'batch_size', 'momentum', 'cosine', 'wd', 'erase_p', 'erase_scale',
-                  'erase_ratio', 'no_crop_flip', 'seed', 'train_subset', 'eval_subset', 'precision')
+# computes, and may change on --resume. Each with the kind of value config.json holds for it.
+NUMBER = int | float
+TRAINING_FLAGS = {'lr': NUMBER, 'epochs': int, 'batch_size': int, 'momentum': NUMBER, 'cosine': bool, 'wd': NUMBER,
+                  'erase_p': NUMBER, 'erase_scale': list, 'erase_ratio': list, 'no_crop_flip': bool, 'seed': int,
+                  'train_subset': int | None, 'eval_subset': int | None, 'precision': str}
 # How it computes: compiled or deterministic kernels round in the last bits differently from the
 # others, so --resume keeps the run's own, for an exact resume, unless they are given again.
 KEPT_ON_RESUME = ('compile', 'deterministic')
@@ -86,28 +89,27 @@ def given_flags(parser, argv):
     return {name: value for name, value in vars(given).items() if value is not unset}
 
 
-def take_saved_flags(args, given):
+def take_saved_flags(args, given, default):
     """--resume: the run's own flags, from its config.json, into args. A training flag given again
-    must agree with the run's; KEPT_ON_RESUME keep the run's values unless given again."""
-    try:
-        with open(os.path.join(args.out, 'config.json')) as f:
-            saved = json.load(f)['flags']
-    except FileNotFoundError:
-        raise ValueError(f'nothing to resume in {args.out}: it has no config.json') from None
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f'cannot resume: {args.out}/config.json is unreadable ({e})') from None
-    clash = [k for k in TRAINING_FLAGS if k in given and given[k] != saved.get(k)]
+    must agree with the run's; KEPT_ON_RESUME keep the run's values unless given again. A flag that
+    config.json lacks, one added to train.py after the run started, has its default(name), as then."""
+    config = read_config(args.out)  # Damaged, a RunError, if it is not as train.py wrote it
+    if config is None:
+        raise ValueError(f'nothing to resume in {args.out}: it has no config.json')
+    saved = {k: default(k) for k in TRAINING_FLAGS} | config['flags']
+    clash = [k for k in TRAINING_FLAGS if k in given and given[k] != saved[k]]
     if clash:
         raise ValueError(f'--resume uses the flags the run in {args.out} was started with; '
-                         f'--{clash[0].replace("_", "-")} {given[clash[0]]} differs from its {saved.get(clash[0])}')
-    vars(args).update({k: saved[k] for k in TRAINING_FLAGS if k in saved})
+                         f'--{clash[0].replace("_", "-")} {given[clash[0]]} differs from its {saved[clash[0]]}')
+    vars(args).update({k: saved[k] for k in TRAINING_FLAGS})
     vars(args).update({k: saved[k] for k in KEPT_ON_RESUME if k in saved and k not in given})
 
 
 def state(out):
     """'finished' or 'diverged' (it has a summary), 'interrupted' (a checkpoint and no summary), or
-    'not started'. Whether a process is training it now, only its lock can say (status())."""
-    summary = read_json(os.path.join(out, 'summary.json'))
+    'not started'. Whether a process is training it now, only its lock can say (status()). Damaged
+    if its summary.json is."""
+    summary = read_summary(out)
     if summary is not None:
         return 'diverged' if 'diverged_at' in summary else 'finished'
     return 'interrupted' if os.path.exists(os.path.join(out, 'checkpoint.pt')) else 'not started'
@@ -123,7 +125,10 @@ def claimed(out, resume, force):
         raise RunError(f'--out {out} is a file, not a folder')
     made = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
-    lock = locks.acquire(os.path.join(out, LOCK))
+    try:
+        lock = locks.acquire(os.path.join(out, LOCK))
+    except OSError as e:  # a folder where the lock file should be, say
+        raise Damaged(out, LOCK, f'cannot be locked ({e.strerror})') from None
     if lock is None:
         raise RunError(f'{out} is being trained by {locks.holder(os.path.join(out, LOCK)) or "another process"}; '
                        f'wait for it, or stop that process first')
@@ -137,8 +142,20 @@ def claimed(out, resume, force):
 
 
 def decide(out, resume, force):
-    """What --resume and --force do with the run the folder holds."""
-    found = state(out)
+    """What --resume and --force do with the run the folder holds. --resume of a finished run whose
+    summary.json, metrics.jsonl or predictions.pt is damaged remakes them from its checkpoint,
+    which holds every epoch's metrics and the final weights."""
+    try:
+        found = state(out)
+        if found == 'finished':
+            read_metrics(out), read_predictions(out)
+    except Damaged as e:
+        if force:
+            return 'start'
+        if not (resume and e.name in MENDED_BY_RESUME and os.path.isfile(os.path.join(out, 'checkpoint.pt'))):
+            raise
+        print(f'{e.folder}: {e.name} {e.what}: remade from the checkpoint', flush=True)
+        return 'resume'
     if resume:
         if found == 'not started':
             raise RunError(f'{out} has no checkpoint.pt to resume; start the run without --resume')
@@ -167,16 +184,16 @@ def save_epoch(out, metrics, checkpoint):
     append(os.path.join(out, 'metrics.jsonl'), json.dumps(metrics) + '\n')
 
 
-def diverged(out, metrics, lr):
-    """An epoch whose loss is nan or inf: its line of metrics, a summary that says so, and the
-    RunError that stops the run. A run with a summary has ended: make does not start it again,
-    report.py shows it as diverged, and only --force starts it over. The checkpoint keeps the
-    last epoch whose losses were numbers."""
+def save_diverged(out, metrics, lr):
+    """An epoch whose loss is nan or inf: its line of metrics, and a summary that says so. A run
+    with a summary has ended: make does not start it again, report.py shows it as diverged, and
+    only --force starts it over. The checkpoint keeps the last epoch whose losses were numbers.
+    Returns what to tell the user."""
     append(os.path.join(out, 'metrics.jsonl'), json.dumps(metrics) + '\n')
     write_json(os.path.join(out, 'summary.json'), {'diverged_at': metrics['epoch'], 'train_loss': metrics['train_loss'],
                                                    'val_loss': metrics['val_loss'], 'finished': now()})
-    raise RunError(f'{out} diverged at epoch {metrics["epoch"]}: training loss {metrics["train_loss"]}, validation loss '
-                   f'{metrics["val_loss"]}; try a lower --lr than {lr}. Its summary.json says so; --force starts it over')
+    return (f'{out} diverged at epoch {metrics["epoch"]}: training loss {metrics["train_loss"]}, validation loss '
+            f'{metrics["val_loss"]}; try a lower --lr than {lr}. Its summary.json says so; --force starts it over')
 
 
 def checkpoint(args, device, model, optimizer, scaler, order_gen, augment_gen, history, val_pred):
@@ -202,8 +219,9 @@ def restore(args, device, model, optimizer, scaler, order_gen, augment_gen):
     missing = CHECKPOINT_KEYS - set(state)
     if missing:
         raise RunError(f'{path} has no {", ".join(sorted(missing))}: it is from an older train.py; start over with --force')
-    if state['config'] != training_flags(args):
-        diff = ', '.join(k for k in state['config'] if state['config'][k] != training_flags(args).get(k))
+    # A flag the checkpoint lacks was added to train.py after it was saved: the run has its default (take_saved_flags).
+    diff = ', '.join(k for k, v in state['config'].items() if training_flags(args).get(k) != v)
+    if diff:
         raise RunError(f'{path} is from another configuration (differs in: {diff}); start over with --force')
     if state['device_type'] != device.type:
         raise RunError(f'{path} was made on {state["device_type"]}: resume it with --device {state["device_type"]}')
@@ -240,36 +258,145 @@ def how_to_continue(out):
     return 'before the first epoch ended, nothing to resume: run the same command again'
 
 
+# ---------------------------------------------------------------------------------------------
+# Reading runs back. A file may be damaged after it was written (a full disk or a quota elsewhere,
+# a copy killed half-way, an edit by hand): whatever reads it names the folder, the file, what is
+# wrong and what to do, in one line (Damaged), and a reader of a whole study leaves that run out
+# and goes on with the others.
+
+# What each file's JSON holds, as train.py writes it: each number a number.
+METRICS_KEYS = ('epoch', 'lr', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 'seconds')
+SUMMARY_KEYS = ('epochs', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc', 'seconds')
+DIVERGED_KEYS = ('diverged_at', 'train_loss', 'val_loss')
+MENDED_BY_RESUME = ('metrics.jsonl', 'predictions.pt', 'summary.json')  # remade from the checkpoint (restore, finish)
+
+
+class Damaged(RunError):
+    """A file of a run folder that is not what train.py writes there; str() is the one line to show."""
+
+    def __init__(self, folder, name, what):
+        self.folder, self.name, self.what = str(folder), name, what
+        if name in MENDED_BY_RESUME and os.path.isfile(os.path.join(folder, 'checkpoint.pt')):
+            todo = f'python train.py --resume --out {folder} remakes it from the checkpoint'
+        elif name == LOCK:
+            todo = f'delete {os.path.join(folder, LOCK)} once no process trains the run'
+        else:
+            todo = f'python train.py --force ... --out {folder} starts the run over, or delete the folder'
+        super().__init__(f'{folder}: {name} {what}; {todo}')
+
+
 def read(folder):
-    """A run's files as written: {'folder', 'config', 'metrics', 'summary'}; the summary is None
-    while the run is unfinished. None for a folder without config.json and a first epoch."""
-    run = {'folder': folder, 'config': read_json(os.path.join(folder, 'config.json')),
-           'metrics': read_metrics(folder), 'summary': read_json(os.path.join(folder, 'summary.json'))}
+    """A run's files as written: {'folder', 'config', 'metrics', 'summary', 'predictions'}; the
+    summary is None while the run is unfinished, the predictions (of the validation images) too.
+    None for a folder without config.json and a first epoch. Damaged if a file is not as written."""
+    run = {'folder': folder, 'config': read_config(folder), 'metrics': read_metrics(folder),
+           'summary': read_summary(folder), 'predictions': read_predictions(folder)}
     return run if run['config'] and run['metrics'] else None
 
 
-def read_json(path):
-    """A JSON file's content, or None if there is no such file."""
+def check(folder):
+    """Every file of a run folder that a reader of the study reads is as train.py wrote it: the
+    JSON files and the predictions, read through, and the checkpoint and the lock, files. Damaged
+    if one is not. Returns read(folder)."""
+    for name in ('checkpoint.pt', LOCK):
+        if os.path.lexists(os.path.join(folder, name)) and not os.path.isfile(os.path.join(folder, name)):
+            raise Damaged(folder, name, 'is not a file')
+    return read(folder)
+
+
+def read_json(folder, name):
+    """A JSON file of the run folder, parsed; None if there is none."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        with open(os.path.join(folder, name), 'rb') as f:
+            text = f.read().decode()
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as e:  # a folder of that name, random bytes
+        raise Damaged(folder, name, f'cannot be read ({e.strerror if isinstance(e, OSError) else "not text"})') from None
+    if not text.strip():
+        raise Damaged(folder, name, 'is empty')
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise Damaged(folder, name, 'is cut short' if e.pos >= len(text.rstrip()) else f'is not JSON ({e.msg})') from None
+
+
+def numbers(folder, name, obj, keys):
+    """obj, if it is a JSON object that has a number under each of keys (nan and inf are numbers)."""
+    if not isinstance(obj, dict):
+        raise Damaged(folder, name, f'holds {type(obj).__name__}, not an object')
+    for key in keys:
+        if not isinstance(obj.get(key), NUMBER) or isinstance(obj.get(key), bool):
+            raise Damaged(folder, name, f'has no number under "{key}"' + (f' but {obj[key]!r}' if key in obj else ''))
+    return obj
+
+
+def read_config(folder):
+    """config.json: the run's flags, each of the kind TRAINING_FLAGS says, and its split sizes."""
+    config = read_json(folder, 'config.json')
+    if config is None:
+        return None
+    if not isinstance(config, dict) or not isinstance(config.get('flags'), dict):
+        raise Damaged(folder, 'config.json', 'has no "flags" object')
+    for name, value in config['flags'].items():
+        if name in TRAINING_FLAGS and not of_kind(value, TRAINING_FLAGS[name]):
+            raise Damaged(folder, 'config.json', f'has {value!r} for --{name.replace("_", "-")}')
+    numbers(folder, 'config.json', config.get('sizes'), ('train', 'val', 'test'))
+    return config
+
+
+def of_kind(value, kind):
+    """Whether a flag's value in config.json is of its kind: True is no number, a list is two numbers."""
+    if isinstance(value, bool) != (kind is bool):
+        return False
+    if kind is list:
+        return isinstance(value, list) and len(value) == 2 and all(of_kind(v, NUMBER) for v in value)
+    return isinstance(value, kind)
 
 
 def read_metrics(folder):
-    """metrics.jsonl as a list of dicts; [] if there is none yet."""
+    """metrics.jsonl as a list of dicts, a line each; [] if there is none yet."""
     try:
-        with open(os.path.join(folder, 'metrics.jsonl')) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        with open(os.path.join(folder, 'metrics.jsonl'), 'rb') as f:
+            lines = f.read().decode().splitlines(keepends=True)
     except FileNotFoundError:
         return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise Damaged(folder, 'metrics.jsonl', f'cannot be read ({e.strerror if isinstance(e, OSError) else "not text"})') from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(numbers(folder, 'metrics.jsonl', json.loads(line), METRICS_KEYS))
+        except (ValueError, Damaged) as e:
+            cut = number == len(lines) and not line.endswith('\n')  # the last line, and no end to it
+            raise Damaged(folder, 'metrics.jsonl', f'line {number} ' + ('is cut short' if cut else 'is not a line of metrics'
+                          + (f' ({e.what})' if isinstance(e, Damaged) else ''))) from None
+    if [row['epoch'] for row in rows] != list(range(1, len(rows) + 1)):
+        raise Damaged(folder, 'metrics.jsonl', 'does not hold epochs 1, 2, 3... in order')
+    return rows
+
+
+def read_summary(folder):
+    """summary.json: a finished run's final numbers, or the epoch at which it diverged; None if none."""
+    summary = read_json(folder, 'summary.json')
+    if summary is None:
+        return None
+    return numbers(folder, 'summary.json', summary, DIVERGED_KEYS if 'diverged_at' in summary else SUMMARY_KEYS)
 
 
 def read_predictions(folder):
-    """The validation predictions a finished run saved, or None."""
+    """The validation predictions a finished run saved, as {'index', 'label', 'pred'}, or None."""
     path = os.path.join(folder, 'predictions.pt')
-    return torch.load(path, weights_only=True)['val'] if os.path.exists(path) else None
+    if not os.path.lexists(path):
+        return None
+    try:
+        val = torch.load(path, weights_only=True)['val']
+        if not (isinstance(val, dict) and all(isinstance(val.get(k), torch.Tensor) for k in ('index', 'label', 'pred'))
+                and len(val['index']) == len(val['label']) == len(val['pred'])):
+            raise ValueError('not the predictions of a run')
+    except Exception as e:  # torch.load's errors are of every kind: cut short, not a zip, a folder...
+        raise Damaged(folder, 'predictions.pt', f'cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:80]})') from None
+    return val
 
 
 def now():
@@ -350,9 +477,13 @@ def status(folder):
     """What a line of make status says of a run: its folder; its state (running, told by its lock,
     which its process holds until it ends, or finished, diverged, interrupted, not started); epoch k
     of N; the last validation accuracy; its training time so far and, while it runs, the time left."""
+    try:
+        check(folder)
+    except Damaged as e:
+        return [folder, f'damaged: {e.name} {e.what}', '', '', str(e).partition('; ')[2]]
     holder = locks.holder(os.path.join(folder, LOCK))
     found = f'running ({holder})' if holder else state(folder)
-    config, rows = read_json(os.path.join(folder, 'config.json')), read_metrics(folder)
+    config, rows = read_config(folder), read_metrics(folder)
     if config is None:
         return [folder, found, '', '', '']
     epochs = config['flags']['epochs']
@@ -370,14 +501,16 @@ def clock(seconds):
     return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
-def main():
-    parser = argparse.ArgumentParser(description='A line per run: its state, epoch, last validation accuracy and time.')
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='A line per run: its state, epoch, last validation accuracy and time. '
+                                                 'Exit status 1 if a run folder is damaged.')
     parser.add_argument('folders', nargs='+', metavar='RUN', help='run folders (make status gives the study\'s)')
-    lines = [status(folder) for folder in parser.parse_args().folders]
+    lines = [status(folder) for folder in parser.parse_args(argv).folders]
     widths = [max(len(line[k]) for line in lines) for k in range(5)]
     for line in lines:
         print('  '.join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    return 1 if any(line[1].startswith('damaged') for line in lines) else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

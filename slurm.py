@@ -19,7 +19,9 @@ import subprocess
 import sys
 import time
 
+import data
 import runs
+import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Seconds before the time limit at which Slurm tells a task to stop (sbatch --signal). Slurm checks
@@ -28,12 +30,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STOP_BEFORE = 300
 
 
-def submit(folders, options, make_variables, name, runs_dir):
-    """One job array of the runs in `folders` that have not ended, a task each. Returns the job id."""
-    todo = [folder for folder in folders if runs.state(folder) not in ('finished', 'diverged')]
+def submit(folders, options, make_variables, name, runs_dir, start_over=()):
+    """One job array of the runs in `folders` that have not ended, and of those in `start_over`
+    (make's FORCE=1), a task each. Returns the job id (None if nothing was submitted), and the
+    damaged run folders left out."""
+    todo, damaged = unended(folders, start_over)
     if not todo:
-        print(f'nothing to submit: all {len(folders)} runs have ended (make status)')
-        return None
+        print(f'nothing to submit: all {len(folders) - len(damaged)} runs have ended (make status)')
+        return None, damaged
+    put_data_in_place(make_variables)
     # The submission's folder: which run each task runs, make's variables, and the tasks' logs,
     # each a link to slurm.log in its run's folder. Slurm writes a log into a folder that exists,
     # or fails the task without a word where anyone would look.
@@ -61,10 +66,37 @@ def submit(folders, options, make_variables, name, runs_dir):
     print(f'  follow: make status{"".join(" " + shlex.quote(v) for v in make_variables if not v.startswith("ARGS="))}'
           f'   or: squeue -j {job}')
     print(f'  cancel: scancel {job}')
-    return job
+    return job, damaged
 
 
-def main():
+def unended(folders, start_over=()):
+    """The run folders among `folders` whose run has not ended, or that are to start over, and those
+    damaged, which are left out, each with a line that says so."""
+    todo, damaged = [], []
+    for folder in folders:
+        try:
+            runs.check(folder)
+            if folder in start_over or runs.state(folder) not in ('finished', 'diverged'):
+                todo.append(folder)
+        except runs.Damaged as e:
+            print(f'not submitted: {e}')
+            damaged.append(folder)
+    return todo, damaged
+
+
+def put_data_in_place(make_variables):
+    """CIFAR-10 where the runs will read it (train.py's --data-dir, in ARGS if given there), fetched
+    here if need be: compute nodes are often offline, and every task would try to download it."""
+    words = shlex.split(next((v.partition('=')[2] for v in make_variables if v.startswith('ARGS=')), ''))
+    data_dir = os.path.join(HERE, train.build_parser().parse_known_args(words)[0].data_dir)  # the tasks run in HERE
+    try:
+        data.fetch(data_dir)
+    except data.DataError as e:
+        raise SystemExit(f'slurm.py: error: nothing submitted: the compute nodes read CIFAR-10 from {data_dir}, '
+                         f'and {e}') from None
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description='Submit the unfinished runs among RUN... as one Slurm job array.')
     parser.add_argument('folders', nargs='+', metavar='RUN', help='run folders, as the Makefile lays them out')
     parser.add_argument('--sbatch', default='', help='your cluster\'s sbatch options: GPU, time, partition, account')
@@ -72,8 +104,11 @@ def main():
                         help='a make variable each task passes on (RUNS, SEEDS, ARGS)')
     parser.add_argument('--name', default='study', help='the job\'s name (default: %(default)s)')
     parser.add_argument('--runs', default='runs', help='the folder of the runs (default: %(default)s)')
-    args = parser.parse_args()
-    submit(args.folders, args.sbatch, args.make, args.name, args.runs)
+    parser.add_argument('--start-over', action='append', default=[], metavar='RUN',
+                        help='a run to submit even if it has ended: make FORCE=1 starts it over')
+    args = parser.parse_args(argv)
+    _, damaged = submit(args.folders, args.sbatch, args.make, args.name, args.runs, args.start_over)
+    return 1 if damaged else 0  # a damaged run was left out, and named
 
 
 if __name__ == '__main__':

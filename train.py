@@ -24,11 +24,13 @@ import torch.nn.functional as F
 import runs
 from augment import crop_flip, erase, sample_boxes, sample_crops
 from data import DataError, load_splits, normalize
-from hardware import MEMORY_FORMAT, PRECISIONS, autocast_for, pick_device, pick_precision, set_determinism, take_gpu
+from hardware import (MEMORY_FORMAT, PRECISIONS, NotNative, autocast_for, fp16_backward_and_step, pick_device, pick_precision,
+                      set_determinism, start_momentum_at_zero, take_gpu)
 from model import ResNet18
 from schedule import lr_at
 
 EVAL_BATCH = 256  # no activations are kept for backward, so larger batches than training's fit
+DIVERGED = 3  # the exit status of a run that diverged: 0 finished, 1 an error, 2 a bad flag, 130 stopped
 
 
 def training_batches(images, labels, mean, std, batch_size, order_gen, augment_gen,
@@ -66,13 +68,9 @@ def build(seed, lr, momentum, wd, precision, device, compiled=False):
     # makes it recompile for any shape and use those kernels from then on, and a resumed run,
     # whose first batches run the first graph again, would round differently from the original.
     step_model = torch.compile(model, dynamic=False) if compiled else model
-    # Fused: one kernel for all weights, which takes fp16's scale and overflow flag as tensors, so
-    # that skipping a step needs no host sync. v starts at 0, plain SGD's first step (v = g); the
-    # fused kernel would leave it uninitialised, kept if the first step is skipped (torch 2.14).
+    # Fused: one kernel updates every weight (hardware.py says why, and why v must start at 0 there).
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd, fused=True)
-    if momentum:
-        for p in model.parameters():
-            optimizer.state[p]['momentum_buffer'] = torch.zeros_like(p)
+    start_momentum_at_zero(optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
     return model, step_model, optimizer, scaler
 
@@ -94,12 +92,11 @@ def train_one_epoch(model, optimizer, scaler, batches, autocast):
             logits = model(x.contiguous(memory_format=MEMORY_FORMAT))
             loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        # In fp16 the scaler multiplies the loss, so the gradients too, by a large power of two
-        # before backward, divides them again inside the step, and skips a step whose gradients
-        # overflowed (hardware.py says why). In fp32 and bf16 it is off: plain backward and step.
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        if scaler.is_enabled():  # fp16: the loss scaled up before backward, or small gradients vanish
+            fp16_backward_and_step(loss, optimizer, scaler)
+        else:
+            loss.backward()
+            optimizer.step()
         # The batch's mean loss, back to a sum over its images; left out if it is inf or nan. In fp16
         # the scaler skipped that step, and the run goes on; elsewhere the weights are lost, and the
         # validation loss, and the epoch's if every batch fails, say so (train() stops the run).
@@ -153,7 +150,8 @@ def with_progress(batches, total):
 
 
 def train(args, device, resume):
-    """The run: epoch by epoch, a learning rate, an epoch of SGD, an evaluation, and a checkpoint."""
+    """The run: epoch by epoch, a learning rate, an epoch of SGD, an evaluation, and a checkpoint.
+    Returns how it ended: 'finished', or 'diverged' at an epoch whose loss was no number."""
     set_determinism(args.deterministic)
     train_split, val, test, mean, std = load_splits(args.data_dir, args.seed, device, args.train_subset, args.eval_subset)
     model, step_model, optimizer, scaler = build(args.seed, args.lr, args.momentum, args.wd, args.precision, device,
@@ -183,7 +181,8 @@ def train(args, device, resume):
         metrics = {'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss, 'train_acc': train_acc,
                    'val_loss': val_loss, 'val_acc': val_acc, 'seconds': time.perf_counter() - t0}
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):  # hours more of training would not mend it
-            runs.diverged(args.out, metrics, args.lr)  # says so on disk, and stops the run
+            print(runs.save_diverged(args.out, metrics, args.lr), file=sys.stderr)  # make takes the run as ended
+            return 'diverged'
         history.append(metrics)
         runs.save_epoch(args.out, metrics,
                         runs.checkpoint(args, device, model, optimizer, scaler, *generators, history, val_pred))
@@ -194,6 +193,7 @@ def train(args, device, resume):
     test_loss, test_acc, test_pred = evaluate(step_model, test.x, test.y, mean, std, autocast)
     runs.finish(args.out, history, test_loss, test_acc, {'val': (val, val_pred), 'test': (test, test_pred)})
     print(f'test loss {test_loss:.4f} acc {100 * test_acc:.2f}%  ({args.out}/summary.json)')
+    return 'finished'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,19 +270,27 @@ def main(argv=None):
     args.out = args.out or runs.default_out(args, parser.get_default)
     try:  # a flag that cannot be: one line, exit status 2, nothing written
         if args.resume:
-            runs.take_saved_flags(args, runs.given_flags(parser, argv))
+            runs.take_saved_flags(args, runs.given_flags(parser, argv), parser.get_default)
         check_flags(args)
         if args.gpu_pool:  # before torch looks for CUDA
             take_gpu(args.gpu_pool)
         device = pick_device(args.device)
         # auto becomes what it picked here, and is saved so: a run resumed on other hardware keeps it.
         args.precision = pick_precision(args.precision, device)
+    except runs.RunError as e:  # a damaged config.json: one line, exit status 1
+        sys.exit(f'{parser.prog}: error: {e}')
+    except NotNative as e:
+        if args.resume:  # the run's own precision, saved: a Slurm task requeued onto an older GPU, say
+            sys.exit(f'{parser.prog}: error: {args.out} computes in {args.precision}, and {e}: resume it on a GPU of '
+                     f'compute capability 8.0 or more; on Slurm, ask for one by type (README, "On a Slurm cluster")')
+        parser.error(f'--precision {args.precision}: {e}; use fp16 or auto')
     except ValueError as e:
         parser.error(str(e))
     try:
         with runs.claimed(args.out, args.resume, args.force) as todo:  # no other process may write the run
             if todo in ('start', 'resume'):
-                train(args, device, resume=todo == 'resume')
+                if train(args, device, resume=todo == 'resume') == 'diverged':
+                    sys.exit(DIVERGED)  # a result, not an error: make counts the run as ended and goes on
             else:
                 print(f'{args.out} has {todo} (summary.json): nothing to resume')
     except (DataError, runs.RunError) as e:  # the data set or the run folder: one line, exit status 1

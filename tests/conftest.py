@@ -157,8 +157,8 @@ def write_run(folder, flags=None, val_accs=(0.5,), sizes=None, summary=True, rig
             json.dump({'diverged_at': len(rows), 'train_loss': math.nan, 'val_loss': math.nan}, f)
     elif summary:
         with open(os.path.join(folder, 'summary.json'), 'w') as f:
-            json.dump({k: rows[-1][k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')}
-                      | {'test_loss': 0.7, 'test_acc': val_accs[-1] - 0.01}, f)
+            json.dump({'epochs': len(rows)} | {k: rows[-1][k] for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc')}
+                      | {'test_loss': 0.7, 'test_acc': val_accs[-1] - 0.01, 'seconds': float(len(rows))}, f)
     with open(os.path.join(folder, 'metrics.jsonl'), 'w') as f:
         f.writelines(json.dumps(row) + '\n' for row in rows)
     if right is not None:

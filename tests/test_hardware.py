@@ -1,13 +1,15 @@
 """hardware.py promises the precision each GPU computes fastest, picked by its compute capability;
 one-line refusals of a device or a precision the machine lacks; and what config.json records. No
 GPU is needed: torch's query functions answer as each card would."""
+import os
 import socket
 
 import pytest
 import torch
 
 import hardware
-from conftest import one_line_error
+import train
+from conftest import TinyNet, one_line_error, snapshot
 
 # What `--precision auto` must pick on the GPUs students have (HARDWARE.md, Precision).
 CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'), ('Tesla P100-PCIE-16GB', (6, 0), 'fp32'),
@@ -69,3 +71,19 @@ def test_config_records_the_gpus_a_run_may_see_and_the_machine(monkeypatch):
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '2')
     described = hardware.describe(torch.device('cpu'))
     assert described['cuda_visible_devices'] == '2' and described['host'] == socket.gethostname()
+
+
+def test_a_bf16_run_resumed_on_a_card_without_bf16_says_which_gpu_it_needs(capsys, monkeypatch, cifar_root, tmp_path):
+    """A bf16 run requeued by Slurm onto a T4: its precision is the run's own, so the answer is not
+    another precision but another GPU. One line names the card, the run's precision and what to do;
+    exit status 1, as for any run that cannot go on, and nothing is touched."""
+    monkeypatch.setattr(train, 'ResNet18', TinyNet)
+    out = tmp_path / 'run'
+    train.main(['--epochs', '1', '--train-subset', '20', '--eval-subset', '10', '--precision', 'bf16', '--device', 'cpu',
+                '--data-dir', cifar_root, '--out', str(out)])
+    os.remove(out / 'summary.json')  # stopped after its last epoch, before its test
+    before = snapshot(out)
+    simulate_gpus(monkeypatch, 'Tesla T4', (7, 5))
+    err = one_line_error(capsys, ['--resume', '--out', str(out), '--data-dir', cifar_root], status=1)
+    assert f'{out} computes in bf16, and the Tesla T4 (compute capability 7.5) has no bf16 tensor cores' in err
+    assert 'compute capability 8.0 or more' in err and 'Slurm' in err and snapshot(out) == before

@@ -1,18 +1,25 @@
-"""The Makefile promises one target per experiment whose runs have exactly the report's settings."""
+"""The Makefile promises one target per experiment whose runs have exactly the report's settings;
+a finished run is skipped and an interrupted one resumed, but only if it is the run the target asks
+for; and a run that diverged ends as a result, not an error that stops the study."""
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import sys
+import tarfile
+
+import pytest
 
 import train
-from conftest import MAKE, ROOT
+from conftest import MAKE, ROOT, snapshot, write_run
 
 EXPERIMENTS = ['lr-sweep', 'schedule', 'wd', 'erase', 'erase-p', 'erase-scale', 'erase-ratio']
 
 
 def planned_commands(*make_args):
     """Every train.py command `make -n` would run, in the order it would run them."""
-    shown = subprocess.run(['make', '-n', '-C', ROOT, *make_args], capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run([*MAKE, '-n', *make_args], capture_output=True, text=True, check=True).stdout
     return [line for line in shown.splitlines() if 'train.py' in line]
 
 
@@ -20,7 +27,8 @@ def planned_runs(*make_args):
     """{out folder: parsed flags} of every train.py command `make -n` would run."""
     runs = {}
     for line in planned_commands(*make_args):
-        args = train.build_parser().parse_args(shlex.split(line.split('train.py', 1)[1]))
+        command = line.split('train.py', 1)[1].split(' || ')[0]  # what follows is for make: a diverged run has ended
+        args = train.build_parser().parse_args(shlex.split(command))
         runs[args.out] = args
     return runs
 
@@ -99,3 +107,102 @@ def test_status_lists_the_runs_of_the_study_or_of_one_experiment(tmp_path):
         check=True).stdout.splitlines()]
     assert len(listed()) == 14 and len(listed('SEEDS=0 1 2')) == 42
     assert listed('EXP=wd erase') == [f'{tmp_path}/wd/wd5e-4/seed0', f'{tmp_path}/wd/wd1e-2/seed0', f'{tmp_path}/erase/p1.0/seed0']
+
+
+QUICK_TRY = {'epochs': 1, 'train_subset': 512, 'eval_subset': 256}  # the README's try in minutes, as config.json has it
+QUICK_TRY_ARGS = 'ARGS=--epochs 1 --train-subset 512 --eval-subset 256'
+
+
+def test_a_quick_try_is_not_taken_for_the_real_run(tmp_path):
+    """A quick try of the lr sweep (ARGS) left three finished one-epoch runs, and an interrupted one,
+    in the study's folders. A plain `make lr-sweep` must take none of them as done: it names each
+    folder and how it differs, runs nothing, and exits non-zero, saying how to go on. FORCE=1 plans
+    each over with --force; the quick try's own flags, with a flag that changes only how the run
+    computes, find them done."""
+    for lr in ('0.1', '0.01', '0.001'):
+        write_run(tmp_path / f'lr-sweep/lr{lr}/seed0', QUICK_TRY | {'lr': float(lr)}, val_accs=(0.3,))
+    write_run(tmp_path / 'lr-sweep/lr0.1/seed1', QUICK_TRY | {'lr': 0.1, 'seed': 1}, val_accs=(0.3,), summary=False)
+    (tmp_path / 'lr-sweep/lr0.1/seed1/checkpoint.pt').write_bytes(b'')
+    before = {folder: snapshot(tmp_path / 'lr-sweep' / folder) for folder in ('lr0.1/seed0', 'lr0.1/seed1')}
+    plain = subprocess.run([*MAKE, 'lr-sweep', f'RUNS={tmp_path}', 'SEEDS=0 1'], capture_output=True, text=True)
+    assert plain.returncode != 0 and 'train.py' not in plain.stdout, plain.stdout
+    differs = 'epochs 1, not 15; train-subset 512, not none; eval-subset 256, not none'
+    named = [line.strip() for line in plain.stderr.splitlines() if line.startswith('  ')]
+    assert named == [f'{tmp_path}/lr-sweep/{folder}: {differs}' for folder in ('lr0.1/seed0', 'lr0.1/seed1', 'lr0.01/seed0',
+                                                                                'lr0.001/seed0')], plain.stderr
+    assert 'RUNS=' in plain.stderr and 'FORCE=1' in plain.stderr
+    assert before == {folder: snapshot(tmp_path / 'lr-sweep' / folder) for folder in before}
+    forced = planned_runs('lr-sweep', f'RUNS={tmp_path}', 'SEEDS=0 1', 'FORCE=1')
+    assert len(forced) == 6 and all(args.epochs == 15 and not args.resume for args in forced.values())
+    assert {out for out, args in forced.items() if args.force} == set(map(str, (tmp_path / 'lr-sweep/lr0.1/seed0',
+        tmp_path / 'lr-sweep/lr0.1/seed1', tmp_path / 'lr-sweep/lr0.01/seed0', tmp_path / 'lr-sweep/lr0.001/seed0')))
+    again = planned_runs('lr-sweep', f'RUNS={tmp_path}', 'SEEDS=0 1', QUICK_TRY_ARGS + ' --compile --device cpu')
+    assert set(again) == {str(tmp_path / f'lr-sweep/{s}/seed1') for s in ('lr0.1', 'lr0.01', 'lr0.001')}
+    assert again[str(tmp_path / 'lr-sweep/lr0.1/seed1')].resume
+
+
+def test_a_run_from_before_a_flag_existed_is_the_run_asked_for(tmp_path):
+    """A config.json written before a training flag existed lacks its key: the run was made with
+    what is now its default, and is taken as done."""
+    write_run(tmp_path / 'lr-sweep/lr0.1/seed0', {'lr': 0.1})
+    config = json.loads((tmp_path / 'lr-sweep/lr0.1/seed0/config.json').read_text())
+    del config['flags']['no_crop_flip'], config['flags']['momentum']
+    (tmp_path / 'lr-sweep/lr0.1/seed0/config.json').write_text(json.dumps(config))
+    assert str(tmp_path / 'lr-sweep/lr0.1/seed0') not in planned_runs('lr-sweep', f'RUNS={tmp_path}')
+
+
+def archive_only(folder, cifar_root):
+    """A data folder as a fresh clone's is after the first download: only CIFAR-10's archive."""
+    os.makedirs(folder)
+    with tarfile.open(os.path.join(folder, 'cifar-10-python.tar.gz'), 'w:gz') as tar:
+        tar.add(os.path.join(cifar_root, 'cifar-10-batches-py'), arcname='cifar-10-batches-py')
+    return folder
+
+
+@pytest.mark.slow
+def test_a_quick_try_under_j3_on_a_fresh_data_folder_then_the_real_target(cifar_root, tmp_path):
+    """The first hour, as a student meets it: three runs at once (-j3) on a data folder that holds
+    only the archive, which they unpack once between them; then the plain target, which must not
+    take the quick try for the study."""
+    data_dir = archive_only(tmp_path / 'data', cifar_root)
+    tiny = f'--epochs 1 --train-subset 20 --eval-subset 10 --batch-size 10 --device cpu --data-dir {data_dir}'
+    env = os.environ | {'OMP_NUM_THREADS': '1'}
+    quick = subprocess.run([*MAKE, '-j3', 'lr-sweep', f'RUNS={tmp_path}/runs', f'ARGS={tiny}'], capture_output=True,
+                           text=True, env=env)
+    assert quick.returncode == 0, quick.stderr
+    assert quick.stdout.count('unpacking') == 1 and sorted(os.listdir(data_dir)) == [
+        'cifar-10-batches-py', 'cifar-10-python.tar.gz', 'cifar-10.lock'], (quick.stdout, os.listdir(data_dir))
+    real = subprocess.run([*MAKE, 'lr-sweep', f'RUNS={tmp_path}/runs', f'ARGS=--device cpu --data-dir {data_dir}'],
+                          capture_output=True, text=True, env=env)
+    assert real.returncode != 0 and 'train.py' not in real.stdout
+    assert real.stderr.count('epochs 1, not 15; batch-size 10, not 128; train-subset 20, not none; eval-subset 10, not none') == 3
+
+
+def project_copy(folder):
+    """The project's files in `folder`, to be edited by a test: no runs, data or virtual environment."""
+    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns('.git', '.venv', 'data', 'runs', 'figures', '.gpus',
+                                                                '__pycache__', '.pytest_cache'))
+    return [*MAKE[:MAKE.index('-C')], '-C', str(folder), *MAKE[MAKE.index('-C') + 2:]]
+
+
+@pytest.mark.slow
+def test_a_diverged_run_ends_and_the_study_goes_on(cifar_root, tmp_path):
+    """Three tiny runs in a row, the first of which diverges (the lr sweep, its lr 0.1 made 1e12 in a
+    copy of the project), with no -k: the other two still run and finish, make exits 0, the end of
+    its output names the diverged run, and make status shows it diverged."""
+    make = project_copy(tmp_path / 'project')
+    makefile = tmp_path / 'project' / 'Makefile'
+    makefile.write_text(makefile.read_text().replace('lr0.1,--epochs 15 --lr 0.1)', 'lr0.1,--epochs 15 --lr 1e12)'))
+    runs_dir = tmp_path / 'runs'
+    tiny = f'ARGS=--epochs 2 --train-subset 20 --eval-subset 10 --batch-size 10 --device cpu --data-dir {cifar_root}'
+    made = subprocess.run([*make, 'lr-sweep', f'RUNS={runs_dir}', tiny], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    first = runs_dir / 'lr-sweep/lr0.1/seed0'
+    at = json.loads((first / 'summary.json').read_text())['diverged_at']
+    assert f'{first} diverged at epoch {at}' in made.stderr
+    assert made.stdout.splitlines()[-2:] == [f'diverged: {first}, at epoch {at} (its summary.json; --force starts it over)',
+                                             '1 of 3 runs diverged; make status shows every run']
+    for setting in ('lr0.01', 'lr0.001'):
+        assert 'diverged_at' not in json.loads((runs_dir / f'lr-sweep/{setting}/seed0/summary.json').read_text())
+    status = subprocess.run([*make, 'status', f'RUNS={runs_dir}', 'EXP=lr-sweep'], capture_output=True, text=True)
+    assert [line.split()[1] for line in status.stdout.splitlines()] == ['diverged', 'finished', 'finished']

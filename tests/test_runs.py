@@ -351,12 +351,13 @@ def test_a_full_disk_stops_the_run_with_one_line_and_its_last_checkpoint_whole(c
 @pytest.mark.parametrize('precision', ['fp32', 'fp16'])
 def test_a_run_that_diverges_stops_and_says_so(capsys, tiny, cifar_root, tmp_path, precision):
     """A learning rate of 1e12 makes the loss nan or inf within an epoch or two: the run stops there with
-    one line and exit status 1, and its summary says at which epoch, so that make does not start it
-    again and report.py shows it as diverged; --resume says so too, and --force starts it over."""
+    one line and exit status 3 (a result, not an error: make goes on with the study), and its summary
+    says at which epoch, so that make does not start it again and report.py shows it as diverged;
+    --resume says so too, and --force starts it over."""
     out = str(tmp_path / 'run')
     args = ['--epochs', '5', '--lr', '1e12', '--train-subset', '50', '--precision', precision, '--device', 'cpu',
             '--data-dir', cifar_root, '--out', out]
-    err = one_line_error(capsys, args, 1)
+    err = one_line_error(capsys, args, train.DIVERGED)
     epoch = json.load(open(os.path.join(out, 'summary.json')))['diverged_at']
     assert f'{out} diverged at epoch {epoch}: training loss' in err and 'try a lower --lr than 1000000000000.0' in err
     assert epoch < 5 and [row['epoch'] for row in metrics(out)] == list(range(1, epoch + 1))

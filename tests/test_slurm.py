@@ -2,11 +2,13 @@
 unfinished run of a make target as one job array and returns; each task runs one run through make;
 a task requeued as it trains, or told its time is up, stops with its last epoch on disk and
 continues from there, to the run never interrupted; each task's log, appended across requeues,
-is in its run's folder.
+is in its run's folder; a task that cannot run fails once, and is not requeued; and the data set is
+in place before anything is submitted.
 
 The cluster is real, not a mock: the fixture starts munged, slurmctld and slurmd on this machine,
 from Debian's packages (`apt-get install -y slurm-wlm munge`, which .ci/run does), with their
-configuration and state in a temporary folder. Where Slurm is missing, these tests are skipped."""
+configuration and state in a temporary folder. Where Slurm is missing, the tests that need the
+cluster are skipped, with the reason."""
 import contextlib
 import os
 import random
@@ -20,6 +22,9 @@ import time
 
 import pytest
 
+import data
+import slurm
+import test_makefile
 from conftest import MAKE, metrics, train_py, without_seconds
 
 DAEMONS = ('munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scontrol', 'scancel', 'sinfo')
@@ -36,7 +41,9 @@ def why_not():
     return None
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(why_not() is not None, reason=why_not() or '')]
+def on_a_cluster(test):
+    """A test that needs the test cluster: slow, and skipped, with the reason, where Slurm is missing."""
+    return pytest.mark.slow(pytest.mark.skipif(why_not() is not None, reason=why_not() or '')(test))
 
 # One node, this machine, with no cgroups and no accounting. Requeued tasks start again within
 # seconds: sched_interval=2 and cred_expire=5 (the smallest Slurm takes), instead of minutes.
@@ -101,6 +108,31 @@ def leftovers(conf):
     return found
 
 
+def submitted_without_sbatch(monkeypatch, tmp_path, data_dir):
+    """slurm.py's submission of one run on a machine without sbatch: what it does before it asks Slurm."""
+    monkeypatch.setenv('PATH', str(tmp_path / 'no-slurm-here'))
+    with pytest.raises(SystemExit) as exit_info:
+        slurm.main([str(tmp_path / 'runs/lr-sweep/lr0.1/seed0'), '--runs', str(tmp_path / 'runs'),
+                    '--make', f'ARGS=--epochs 1 --data-dir {data_dir}'])
+    return str(exit_info.value)
+
+
+def test_the_data_set_is_put_in_place_before_the_study_is_submitted(monkeypatch, tmp_path, cifar_root):
+    """Compute nodes are often offline: the submitting node unpacks (or downloads) CIFAR-10 into
+    the --data-dir the runs will read, before it asks Slurm for anything."""
+    data_dir = test_makefile.archive_only(tmp_path / 'data', cifar_root)
+    assert 'sbatch not found' in submitted_without_sbatch(monkeypatch, tmp_path, data_dir)
+    assert os.path.isdir(data_dir / 'cifar-10-batches-py')
+
+
+def test_no_data_set_and_no_download_submits_nothing_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(data, 'URL', (tmp_path / 'offline').as_uri())  # stands for an unreachable server
+    error = submitted_without_sbatch(monkeypatch, tmp_path, tmp_path / 'data')
+    assert error.startswith('slurm.py: error: nothing submitted: the compute nodes read CIFAR-10 from ')
+    assert 'could not download CIFAR-10' in error and len(error.splitlines()) == 1
+    assert not (tmp_path / 'runs' / 'slurm').exists()
+
+
 @pytest.fixture(scope='module')
 def cluster(tmp_path_factory):
     """A Slurm cluster of one node, this machine: the environment that sbatch and the rest need."""
@@ -142,6 +174,7 @@ def job_ended(env, job):
     return shown.returncode != 0 or not shown.stdout.strip()  # gone, or forgotten already
 
 
+@on_a_cluster
 def test_the_study_runs_on_slurm_through_a_requeue_and_a_time_limit(cluster, cifar_root, tmp_path):
     """The lr sweep as a job array of three tasks. As they train, task 0 is requeued (what
     preemption does too) and task 1 is told that its time is up (the signal sbatch --signal sends
@@ -177,3 +210,20 @@ def test_the_study_runs_on_slurm_through_a_requeue_and_a_time_limit(cluster, cif
     again = subprocess.run([*MAKE, 'lr-sweep', f'RUNS={runs_dir}', 'SLURM=--time=30'],
                            env=env, capture_output=True, text=True, timeout=60)
     assert again.stdout.startswith('nothing to submit: all 3 runs have ended')
+
+
+@on_a_cluster
+def test_a_task_whose_run_cannot_start_on_its_node_fails_once_and_is_not_requeued(cluster, cifar_root, tmp_path):
+    """A task on a node without the hardware its run needs (here a CUDA GPU; a bf16 run on an older
+    GPU is refused the same way, tests/test_hardware.py) fails with train.py's one line in its
+    slurm.log, and ends: it is not requeued to fail again and again."""
+    runs_dir = tmp_path / 'runs'
+    args = f'ARGS=--epochs 1 --train-subset 20 --eval-subset 10 --device cuda --data-dir {cifar_root}'
+    submitted = subprocess.run([*MAKE, 'erase', f'RUNS={runs_dir}', args, 'SLURM=--time=30'], env=cluster,
+                               capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job = re.search(r'submitted job (\d+): 1 of 1 runs', submitted.stdout).group(1)
+    wait_for(lambda: job_ended(cluster, job), 'the job to end', timeout=120)
+    log = (runs_dir / 'erase/p1.0/seed0/slurm.log').read_text()
+    assert 'train.py: error: --device cuda: this machine has no CUDA GPU that torch can use' in log
+    assert log.count(' start ') == 1 and 'make ended with status 2' in log, log
