@@ -1,4 +1,4 @@
-# The report's study, one target per experiment (settings as in STUDY.md).
+# The report's study, one target per experiment of study.toml (STUDY.md describes them).
 #
 #   make test                     the tests; on a GPU machine the CUDA ones too (skipped, with the reason, elsewhere)
 #   make test-quick               the tests without the slow ones: a student's check while rewriting a module
@@ -6,7 +6,7 @@
 #   make -j3 lr-sweep             the same, three runs at once
 #   make lr-sweep RUNS=runs-try ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in minutes, in its own folder
 #   make lr-sweep SEEDS='0 1 2'   every setting once per seed
-#   make study                    all seven experiments, 14 runs
+#   make study                    every experiment of study.toml: the report's seven, 14 runs
 #   make -j4 study GPUS='0 1 2 3' the same on four GPUs: each run takes one that no other run holds, as it starts
 #   make status                   a line per run: finished, running, interrupted, diverged or not started (EXP=wd: one experiment)
 #   make study SLURM='--gres=gpu:1 --time=6:00:00'   every unfinished run, as one Slurm job array (slurm.py)
@@ -30,8 +30,8 @@ SLURM ?=
 EXP ?=
 FORCE ?=
 
-EXPERIMENTS := lr-sweep schedule wd erase erase-p erase-scale erase-ratio
-.PHONY: test test-quick bench figures tables status study $(EXPERIMENTS)
+EXPERIMENTS :=
+.PHONY: test test-quick bench figures tables status study
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,7 @@ status: | $(VENV)/installed
 # ARGS come last, so they override FLAGS. GPUS='0 1 2 3': each run takes a GPU of these that no
 # other run holds, as it starts, and waits for one if all are taken (train.py --gpu-pool).
 # A run that diverged exits with status 3: it has ended, with its summary.json, and make goes on.
-experiment = $(foreach seed,$(SEEDS),$(eval $(call run,$(1),$(2),$(3),$(seed))))
+experiment = $(if $(filter $(1),$(EXPERIMENTS)),,$(eval EXPERIMENTS += $(1)))$(foreach seed,$(SEEDS),$(eval $(call run,$(1),$(2),$(3),$(seed))))
 define run
 FOLDERS_$(1) += $(RUNS)/$(1)/$(2)/seed$(4)
 ASKED_$(RUNS)/$(1)/$(2)/seed$(4) := $(3) --seed $(4)
@@ -74,34 +74,23 @@ endef
 # Start over a run made with other flags (FORCE=1), or continue an interrupted one from its checkpoint.
 continue = $(if $(filter $(1),$(STALE)),--force,$(if $(wildcard $(1)/checkpoint.pt),--resume))
 
-# 1. Learning rate: 15 epochs, constant rate, no weight decay.
-$(call experiment,lr-sweep,lr0.1,--epochs 15 --lr 0.1)
-$(call experiment,lr-sweep,lr0.01,--epochs 15 --lr 0.01)
-$(call experiment,lr-sweep,lr0.001,--epochs 15 --lr 0.001)
-# 2. Schedule: the best rate, 300 epochs, constant against cosine annealing.
-$(call experiment,schedule,constant,--epochs 300 --lr 0.01)
-$(call experiment,schedule,cosine,--epochs 300 --lr 0.01 --cosine)
-# 3. Weight decay, with cosine annealing.
-$(call experiment,wd,wd5e-4,--epochs 300 --lr 0.01 --cosine --wd 5e-4)
-$(call experiment,wd,wd1e-2,--epochs 300 --lr 0.01 --cosine --wd 1e-2)
-# 4-7. Random erasing on top of the report's chosen setting, one knob at a time.
-BEST := --epochs 300 --lr 0.01 --cosine --wd 5e-4
-$(call experiment,erase,p1.0,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.3 3.3)
-$(call experiment,erase-p,p0.8,$(BEST) --erase-p 0.8 --erase-scale 0.02 0.33 --erase-ratio 0.3 3.3)
-$(call experiment,erase-p,p0.5,$(BEST) --erase-p 0.5 --erase-scale 0.02 0.33 --erase-ratio 0.3 3.3)
-$(call experiment,erase-scale,scale0.17-0.5,$(BEST) --erase-p 1.0 --erase-scale 0.17 0.5 --erase-ratio 0.3 3.3)
-$(call experiment,erase-scale,scale0.33-0.67,$(BEST) --erase-p 1.0 --erase-scale 0.33 0.67 --erase-ratio 0.3 3.3)
-$(call experiment,erase-ratio,ratio0.9-1.1,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.9 1.1)
-$(call experiment,erase-ratio,ratio0.2-5.0,$(BEST) --erase-p 1.0 --erase-scale 0.02 0.33 --erase-ratio 0.2 5.0)
+# The study's experiments and their settings, from study.toml: study.py prints a
+# $(call experiment,NAME,SETTING,FLAGS) for each setting, which adds NAME to EXPERIMENTS.
+STUDY_RULES := $(shell $(PYTHON) study.py make)
+ifneq ($(.SHELLSTATUS),0)
+$(error study.toml cannot be read as a study (above))
+endif
+$(eval $(STUDY_RULES))
 
 FOLDERS_study := $(foreach e,$(EXPERIMENTS),$(FOLDERS_$(e)))
+.PHONY: $(EXPERIMENTS)
 
 # Before any run, the runs asked for that have a folder already must be what their target asks:
 # a finished quick try (ARGS='--epochs 1') is not the real run. study.py check names each that
 # differs, and how; make stops there, or with FORCE=1 starts those runs over (STALE). It names
 # each folder with a damaged file too, which make leaves alone and goes on without (DAMAGED).
 ASKED := $(foreach g,$(MAKECMDGOALS),$(FOLDERS_$(g)) $(patsubst %/summary.json,%,$(filter %/summary.json,$(g))))
-HELD := $(foreach f,$(ASKED),$(if $(wildcard $(f)/config.json $(f)/summary.json $(f)/checkpoint.pt),$(f)))
+HELD := $(strip $(foreach f,$(ASKED),$(if $(wildcard $(f)/config.json $(f)/summary.json $(f)/checkpoint.pt),$(f))))
 CHECKED := $(if $(HELD),$(shell $(PY) study.py check $(if $(FORCE),--force) --args '$(ARGS)' $(foreach f,$(HELD),$(f) '$(ASKED_$(f))')))
 STALE := $(patsubst %:stale,%,$(filter %:stale,$(CHECKED)))
 DAMAGED := $(patsubst %:damaged,%,$(filter %:damaged,$(CHECKED)))

@@ -32,9 +32,11 @@ from PIL import Image
 
 from hardware import PRECISIONS, autocast_for, describe, pick_device, pick_precision
 from model import ResNet18
-from train import build, evaluate, train_one_epoch, training_batches
+import study
+from train import build, build_parser, evaluate, train_one_epoch, training_batches
 
-STUDY_EPOCHS = 3 * 15 + 11 * 300  # the lr sweep's 3 runs of 15 epochs, and 11 runs of 300
+# The epochs of every run of the study (study.toml): the report's are 3 of 15 and 11 of 300.
+STUDY_EPOCHS = sum(s.flags.get('epochs', build_parser().get_default('epochs')) for s in study.load().settings())
 ERASE = dict(p=1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3))
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)  # CIFAR-10's, roughly: synthetic data needs some
 
@@ -159,7 +161,7 @@ def main():
 
     epoch = {label: 40000 / train_rate + 10000 / eval_rate for label, train_rate, eval_rate in rows}
     plain_epoch = epoch[rows[-1][0]]
-    print('\n| pipeline | train images/s | eval images/s | s per 40k epoch | vs plain | whole study (3,345 epochs) |')
+    print(f'\n| pipeline | train images/s | eval images/s | s per 40k epoch | vs plain | whole study ({STUDY_EPOCHS:,} epochs) |')
     print('|---|---:|---:|---:|---:|---:|')
     for label, train_rate, eval_rate in rows:
         print(f'| {label} | {train_rate:,.0f} | {eval_rate:,.0f} | {epoch[label]:.2f} | {plain_epoch / epoch[label]:.1f}x | '

@@ -101,13 +101,18 @@ class NoisePoint(NamedTuple):
     departs: bool
 
 
-def noise(panels):
+def noise(number, panels):
     """Figure 10: panels of (title, [NoisePoint]), each accuracy with its 95% interval: 1.96
     binomial standard errors for one run, t(k - 1) standard errors of the mean for k seeds
     (report.Estimate.interval). Where two bars overlap a lot, their difference is within the noise
     the bars show (one run's bar leaves out the noise of training: only seeds see it). Our point is
-    hollow where our runs are not the report's setting: the tables say how."""
-    fig, axes = plt.subplots(2, 3, figsize=(14, 8.5))
+    hollow where our runs are not the report's setting: the tables say how. Three panels to a row,
+    as many rows as the study's tables need."""
+    columns = max(1, min(3, len(panels)))
+    rows = max(1, math.ceil(len(panels) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.7 * columns, 3.6 * rows + 1.3), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis('off')
     for ax, (title, points) in zip(axes.flat, panels):
         for x, point in enumerate(points):
             for offset, estimate, style in ((-0.12, point.report, REPORT_STYLE), (0.12, point.ours, OURS_STYLE)):
@@ -127,6 +132,6 @@ def noise(panels):
                          'ours: one run, ± 1.96 binomial se; k seeds, ± t(k − 1) sem (4.30 sem for 3 seeds), Student\'s t',
                          'ours, not the report\'s setting (fewer epochs, a subset, another batch) or unfinished'],
                loc='lower center', ncol=1, frameon=False, fontsize=9)
-    fig.suptitle('Figure 10: final validation accuracy of every setting, with 95% error bars', wrap=True)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.suptitle(f'Figure {number}: final validation accuracy of every setting, with 95% error bars', wrap=True)
+    fig.tight_layout(rect=(0, 1.1 / (3.6 * rows + 1.3), 1, 1))  # room below for the legend
     return fig

@@ -5,25 +5,25 @@
     python report.py --figures            # only the PNG files (make figures)
 
 The report ran each setting once and picked winners by margins, some smaller than the noise of a
-single run. So the lesson here is the Conclusions: for each claim of the report, its margin and
+single run. So the lesson here is the Conclusions: for each claim, its margin in the report and
 ours, each with its uncertainty (stats.py), and whether either is beyond noise.
 
-Everything is made from what the runs wrote (runs.py reads their folders), laid out as the
-Makefile lays them out: RUNS/EXPERIMENT/SETTING/seedN/. A setting is matched to the report's by
-the flags in its config.json, not by its folder name. A run that departs from the report's setting
-(fewer epochs, a training or evaluation subset, another batch size or momentum, no crop and flip)
-says so wherever its numbers appear. Several seeds of a setting give their mean, with their spread.
+What to show comes from study.toml (study.py): each experiment's settings, the report's numbers,
+the claims. What is shown is made from what the runs wrote (runs.py reads their folders), laid out
+as the Makefile lays them out: RUNS/EXPERIMENT/SETTING/seedN/. A run whose training flags depart
+from its setting's (fewer epochs, a training or evaluation subset, another batch size...) says so
+wherever its numbers appear; several seeds of a setting give their mean, with their spread; a run
+with a damaged file is left out, and each table and verdict it would have been in says so.
 
   Figure 1   the first 128 images of the training split, in its seeded order, with class names
   Table 1    images per class in the training and validation splits
-  Figure 2   loss (top) and accuracy (bottom) against epoch, training and validation, per lr
   Figure 3   the cosine learning rate over 300 epochs, from schedule.py
-  Figures 4-9, Tables 2-7   the other experiments, as Figure 2, and their final numbers
-  Conclusions   each claim of the report: its margin, ours, and whether either is beyond noise
+  Figures 2, 4-9 and Tables 2-7, as study.toml numbers them: loss (top) and accuracy (bottom)
+             against epoch, training and validation, a column per setting; the final numbers
+  Conclusions   each claim: its margin, ours, and whether either is beyond noise
   Figure 10  every setting's final validation accuracy with its error bar, the report's beside it
 """
 import argparse
-import json
 import math
 import os
 import statistics
@@ -33,67 +33,23 @@ import torch
 
 import figures
 import runs
+import study
+import train
 from data import DataError, class_table, load_cifar10, split_for
 from stats import ALPHA, binomial_se, mcnemar_p, mean_sd_sem, normal_p, t_critical, welch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 REPORT_IMAGES = 10_000  # the report's validation set, and its test set
-REPORT_BATCH, REPORT_MOMENTUM = 128, 0.9
-BASELINE = {'cosine': False, 'wd': 0.0, 'erase_p': 0.0, 'erase_scale': [0.02, 0.33], 'erase_ratio': [0.3, 3.3]}
+FULL_TRAIN = 40_000     # the training split, all of it
 NORMAL_95 = statistics.NormalDist().inv_cdf(0.975)  # 1.96: 95% of a normal lies within 1.96 sd of its mean
 METRICS = ['train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc']
+# Every training flag at train.py's default: a setting's flags, and a run's config.json, say only what differs.
+DEFAULTS = {name: train.build_parser().get_default(name) for name in runs.TRAINING_FLAGS}
 
 
-class Experiment(NamedTuple):
-    figure: int        # its figure of curves
-    table: int | None  # its table of final numbers; the erase run has none: it is the first row of Tables 5-7
-    name: str          # its Makefile target, and its folder of runs
-    shows: tuple       # the experiments whose runs its table shows
-    knob: str          # the flag it turns
-    title: str
-
-
-EXPERIMENTS = [
-    Experiment(2, 2, 'lr-sweep', ('lr-sweep',), 'lr', 'Learning rate (15 epochs, constant, no weight decay)'),
-    Experiment(4, 3, 'schedule', ('schedule',), 'cosine', 'Constant against cosine annealing (lr 0.01)'),
-    Experiment(5, 4, 'wd', ('wd',), 'wd', 'Weight decay (lr 0.01, cosine)'),
-    Experiment(6, None, 'erase', ('erase',), 'erase_p', 'Random erasing (lr 0.01, cosine, wd 5e-4)'),
-    Experiment(7, 5, 'erase-p', ('erase', 'erase-p'), 'erase_p', 'Erasing probability p'),
-    Experiment(8, 6, 'erase-scale', ('erase', 'erase-scale'), 'erase_scale', 'Erased area fraction (scale)'),
-    Experiment(9, 7, 'erase-ratio', ('erase', 'erase-ratio'), 'erase_ratio', 'Erased aspect ratio (ratio)'),
-]
-
-
-class Setting(NamedTuple):
-    label: str
-    experiment: str
-    flags: dict  # the flags that pick its row among the experiment's
-
-
-class Claim(NamedTuple):
-    text: str
-    winner: Setting
-    rivals: list  # the settings the report says the winner beats
-
-
-# The report's claims, in its order.
-CLAIMS = [
-    Claim('lr 0.01 is the best of three rates at 15 epochs', Setting('lr 0.01', 'lr-sweep', {'lr': 0.01}),
-          [Setting('lr 0.1', 'lr-sweep', {'lr': 0.1}), Setting('lr 0.001', 'lr-sweep', {'lr': 0.001})]),
-    Claim('cosine annealing beats a constant rate', Setting('cosine', 'schedule', {'cosine': True}),
-          [Setting('constant', 'schedule', {'cosine': False})]),
-    Claim('wd 1e-2 beats 5e-4 (its table; its text says 5e-4)', Setting('wd 1e-2', 'wd', {'wd': 0.01}),
-          [Setting('wd 5e-4', 'wd', {'wd': 0.0005})]),
-    Claim('random erasing (p 1.0) beats none', Setting('p 1.0', 'erase', {}),
-          [Setting('no erasing (wd 5e-4)', 'wd', {'wd': 0.0005})]),
-    Claim('p 0.5 is the best erasing probability', Setting('p 0.5', 'erase-p', {'erase_p': 0.5}),
-          [Setting('p 0.8', 'erase-p', {'erase_p': 0.8}), Setting('p 1.0', 'erase', {})]),
-    Claim('scale (0.02, 0.33) is the best erased area', Setting('scale (0.02, 0.33)', 'erase', {}),
-          [Setting('scale (0.17, 0.5)', 'erase-scale', {'erase_scale': [0.17, 0.5]}),
-           Setting('scale (0.33, 0.67)', 'erase-scale', {'erase_scale': [0.33, 0.67]})]),
-    Claim('ratio (0.2, 5.0) is the best aspect ratio', Setting('ratio (0.2, 5.0)', 'erase-ratio', {'erase_ratio': [0.2, 5.0]}),
-          [Setting('ratio (0.9, 1.1)', 'erase-ratio', {'erase_ratio': [0.9, 1.1]}), Setting('ratio (0.3, 3.3)', 'erase', {})]),
-]
+class Found(NamedTuple):
+    """What the runs folder holds for one setting: its runs, and the damaged ones left out."""
+    runs: list       # runs.read()'s dicts
+    left_out: list   # runs.Damaged, one per run folder left out
 
 
 class Estimate(NamedTuple):
@@ -158,16 +114,18 @@ def accuracy(found, split):
     return Estimate(values[0], None, binomial_se(values[0], found[0]['config']['sizes'][split])) if values else None
 
 
-def report_accuracy(row, split):
-    """The report's accuracy: one run, on its 10,000 validation or test images."""
-    acc = row[f'{split}_acc']
-    return None if acc is None else Estimate(acc / 100, None, binomial_se(acc / 100, REPORT_IMAGES))
+def report_accuracy(setting, split):
+    """The report's accuracy: one run, on its 10,000 validation or test images; None where it has none."""
+    acc = setting.report.get(f'{split}_acc')
+    return None if acc is None else Estimate(acc, None, binomial_se(acc, REPORT_IMAGES))
 
 
-def report_margin(winner_row, rival_row):
-    """The report's margin. One run each and no predictions, so the only rule left:
-    z = difference / sqrt(se_a^2 + se_b^2)."""
-    a, b = report_accuracy(winner_row, 'val'), report_accuracy(rival_row, 'val')
+def report_margin(winner, rival):
+    """The report's margin, or None where it has no number for one of the two. One run each and
+    no predictions, so the only rule left: z = difference / sqrt(se_a^2 + se_b^2)."""
+    a, b = report_accuracy(winner, 'val'), report_accuracy(rival, 'val')
+    if a is None or b is None:
+        return None
     se = math.hypot(a.se, b.se)
     return Margin(a.mean - b.mean, se, normal_p((a.mean - b.mean) / se), 'z')
 
@@ -178,8 +136,7 @@ def our_margin(winner, rival):
     one gets right; two seeds or more each: Welch's t over the seeds; otherwise z, as for the report."""
     if not winner or not rival:
         return None
-    pa, pb = (runs.read_predictions(winner[0]['folder']), runs.read_predictions(rival[0]['folder'])) \
-        if len(winner) == len(rival) == 1 else (None, None)
+    pa, pb = (winner[0]['predictions'], rival[0]['predictions']) if len(winner) == len(rival) == 1 else (None, None)
     if same_images(pa, pb):
         right_a, right_b = pa['pred'] == pa['label'], pb['pred'] == pb['label']
         only_a, only_b, n = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum()), len(right_a)
@@ -210,95 +167,88 @@ def verdict(margin):
     return 'within noise' if margin.p >= ALPHA else 'reproduced' if margin.difference > 0 else 'reversed'
 
 
-def conclusions(found):
-    """The Conclusions section: for each claim of the report and each setting it says its winner
-    beats, the report's margin and whether it is beyond noise, ours, and the verdict."""
+def conclusions(the_study, found):
+    """The Conclusions section: for each claim and each setting it says its winner beats, the
+    report's margin and whether it is beyond noise, ours, and the verdict."""
     lines = ['## Conclusions: which of the report\'s claims survive the noise', '',
              '| the report\'s claim | against | report: Δ val acc | beyond one run\'s noise? | '
              'ours: Δ val acc | our test | verdict |',
              '|---|---|---:|---|---:|---|---|']
-    for claim in CLAIMS:
-        winner_row, winner_runs = find(found, claim.winner)
+    for claim in the_study.claims:
+        winner = found[claim.winner.setting.key]
         for i, rival in enumerate(claim.rivals):
-            rival_row, rival_runs = find(found, rival)
-            theirs = report_margin(winner_row, rival_row)
-            ours = our_margin(finished(winner_runs), finished(rival_runs))
-            departed = departures(winner_row, finished(winner_runs)) + departures(rival_row, finished(rival_runs))
-            on = '; '.join(dict.fromkeys(departed))
-            judged = verdict(ours) + (f', on {on}' if ours and on else '')
-            gone = [s.label for s, setting_runs in ((claim.winner, winner_runs), (rival, rival_runs))
-                    if any(map(diverged, setting_runs))]
-            if ours is None and gone:  # no verdict, and not for want of runs
-                judged = ' and '.join(gone) + ' diverged'
-            lines.append(f'| {claim.text if i == 0 else ""} | {rival.label} | {points(theirs)} | '
-                         f'{"yes" if theirs.p < ALPHA else "no"}, {p_text(theirs.p)} | {points(ours) if ours else ""} | '
-                         f'{f"{ours.test}: {p_text(ours.p)}" if ours else ""} | {judged} |')
+            theirs = report_margin(claim.winner.setting, rival.setting)
+            ours = our_margin(finished(winner.runs), finished(found[rival.setting.key].runs))
+            lines.append(f'| {claim.text if i == 0 else ""} | {rival.label} | {points(theirs) if theirs else "no number"} | '
+                         f'{(("yes, " if theirs.p < ALPHA else "no, ") + p_text(theirs.p)) if theirs else ""} | '
+                         f'{points(ours) if ours else ""} | {f"{ours.test}: {p_text(ours.p)}" if ours else ""} | '
+                         f'{judged(ours, (claim.winner, rival), found)} |')
     return '\n'.join(lines + ['', CONCLUSIONS_RULES])
 
 
+def judged(ours, pair, found):
+    """The verdict on one pair of a claim, and what it stands on: the runs' departures from their
+    settings, and the runs left out as damaged; or which of the two diverged."""
+    verdict_ = verdict(ours)
+    gone = [shown.label for shown in pair if any(map(diverged, found[shown.setting.key].runs))]
+    if ours is None and gone:  # no verdict, and not for want of runs
+        return ' and '.join(gone) + ' diverged'
+    departed = [note for shown in pair for note in departures(shown.setting, finished(found[shown.setting.key].runs))]
+    on = '; '.join(dict.fromkeys(departed))
+    left = [f'{shown.label} without {left_out(found[shown.setting.key])}' for shown in pair if found[shown.setting.key].left_out]
+    return verdict_ + (f', on {on}' if ours and on else '') + ''.join(f'; {note}' for note in left)
+
+
+def left_out(setting_found):
+    """'seed1 (damaged)': the run folders of a setting left out."""
+    return ', '.join(f'{os.path.basename(d.folder)} (damaged)' for d in setting_found.left_out)
+
+
 # ---------------------------------------------------------------------------------------------
-# Finding the runs of each of the report's settings.
+# Finding the runs of each setting.
 
 
-def collect(runs_dir, report):
-    """For each experiment of the report: [(report row, its runs or [])], in the report's order."""
+def collect(runs_dir, the_study):
+    """For each setting of the study, by its key: its runs, RUNS/experiment/folder/seedN, in the
+    order of N, and those left out because a file of theirs is damaged (each named in one line)."""
     found = {}
-    for experiment in EXPERIMENTS:
-        settings = runs_by_setting(runs_dir, experiment.name)
-        rows = []
-        for row in (r for r in report['runs'] if r['experiment'] == experiment.name):
-            setting_runs = next((s for s in settings if matches(row['setting'], s[0]['config']['flags'])), [])
-            if not setting_runs:
-                print(f'skipped: {experiment.name}, {describe(row["setting"], experiment.knob)}: '
-                      f'no run in {os.path.join(runs_dir, experiment.name)}/')
-            rows.append((row, setting_runs))
-        found[experiment.name] = rows
+    for setting in the_study.settings():
+        top = os.path.join(runs_dir, setting.experiment, setting.folder)
+        seeds = sorted((d for d in (os.listdir(top) if os.path.isdir(top) else []) if d[4:].isdigit() and d.startswith('seed')),
+                       key=lambda d: int(d[4:]))
+        setting_runs, damaged = [], []
+        for seed in seeds:
+            try:
+                run = runs.read(os.path.join(top, seed))
+            except runs.Damaged as e:
+                print(f'left out: {e}')
+                damaged.append(e)
+                continue
+            if run:
+                setting_runs.append(run)
+        if not setting_runs and not damaged:
+            print(f'skipped: {setting.experiment}, {setting.label}: no run in {top}/')
+        found[setting.key] = Found(setting_runs, damaged)
     return found
 
 
-def runs_by_setting(runs_dir, experiment):
-    """[the runs of one setting's seeds] for each setting folder of one experiment."""
-    top = os.path.join(runs_dir, experiment)
-    settings = []
-    for setting in sorted(os.listdir(top)) if os.path.isdir(top) else []:
-        seeds = [runs.read(os.path.join(top, setting, s)) for s in sorted(os.listdir(os.path.join(top, setting)))]
-        if any(seeds):
-            settings.append([r for r in seeds if r])
-    return settings
-
-
-def matches(report_setting, flags):
-    """Whether a run's flags are the report's setting; epochs aside, so that short runs made
-    with ARGS='--epochs 2' still find their place (and say they are short: departures)."""
-    wanted = BASELINE | {k: v for k, v in report_setting.items() if k != 'epochs'}
-    return all(flags.get(k) == v for k, v in wanted.items())
-
-
-def find(found, setting):
-    """(the report's row, our runs) of a claim's setting."""
-    return next((row, found_runs) for row, found_runs in found[setting.experiment]
-                if all(row['setting'].get(k, BASELINE.get(k)) == v for k, v in setting.flags.items()))
-
-
-def departures(row, found_runs):
-    """How the runs depart from the report's setting, as phrases: '3 epochs, not 15', '8,000
-    training images, not 40,000', 'batch 64, not 128', 'no crop and flip'... [] for runs of the
-    report's own setting."""
-    notes = []
+def departures(setting, found_runs):
+    """How the runs depart from their setting's training flags, as phrases: '3 epochs, not 15',
+    '8,000 training images, not 40,000', 'batch 64, not 128', 'no crop and flip'... [] for runs of
+    the setting itself. A flag a config.json lacks had its default (one added to train.py since)."""
+    wanted, notes = DEFAULTS | setting.flags, []
     for run in found_runs:
-        flags, sizes = run['config']['flags'], run['config']['sizes']
-        if flags['epochs'] != row['setting']['epochs']:
-            notes.append(f'{flags["epochs"]} epochs, not {row["setting"]["epochs"]}')
-        if flags.get('train_subset'):
-            notes.append(f'{sizes["train"]:,} training images, not 40,000')
-        if flags.get('eval_subset'):
-            notes.append(f'{sizes["val"]:,} validation and test images, not 10,000')
-        if flags['batch_size'] != REPORT_BATCH:
-            notes.append(f'batch {flags["batch_size"]}, not {REPORT_BATCH}')
-        if flags['momentum'] != REPORT_MOMENTUM:
-            notes.append(f'momentum {flags["momentum"]}, not {REPORT_MOMENTUM}')
-        if flags['no_crop_flip']:
-            notes.append('no crop and flip')
+        flags, sizes = DEFAULTS | run['config']['flags'], run['config']['sizes']
+        for name in runs.TRAINING_FLAGS:
+            have, want = flags[name], wanted[name]
+            if name in ('seed', 'precision') or have == want:  # another seed, or the hardware's precision: the same setting
+                continue
+            notes.append({'epochs': f'{have} epochs, not {want}',
+                          'train_subset': f'{sizes["train"]:,} training images, not {want or FULL_TRAIN:,}',
+                          'eval_subset': f'{sizes["val"]:,} validation and test images, not {want or REPORT_IMAGES:,}',
+                          'batch_size': f'batch {have}, not {want}',
+                          'no_crop_flip': 'no crop and flip' if have else 'crop and flip'}.get(
+                name, f'{name.replace("_", " ")} {study.as_written(have)}, not {study.as_written(want)}'))
     return list(dict.fromkeys(notes))  # once each, in order
 
 
@@ -326,14 +276,6 @@ def progress(found_runs):
 
 # ---------------------------------------------------------------------------------------------
 # Tables 1-7 as markdown.
-
-
-def describe(setting, knob):
-    """A setting named by the knob its experiment turns: 'lr 0.1', 'cosine', 'scale (0.17, 0.5)'."""
-    if knob == 'cosine':
-        return 'cosine' if setting['cosine'] else 'constant'
-    value = setting[knob]
-    return f'{knob.replace("erase_", "")} {tuple(value) if isinstance(value, list) else value}'
 
 
 def cell(value, sd=None, percent=False, signed=False):
@@ -368,50 +310,53 @@ def mean_sd(values):
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def results_table(experiment, rows):
-    """Table N: for each setting the report's final numbers, ours, and the difference."""
+def results_table(experiment, found):
+    """Table N: for each setting the report's final numbers, ours, and the difference; under it,
+    the runs left out as damaged."""
     lines = [f'## Table {experiment.table}: {experiment.title}', '',
              '| setting | | epochs | seeds | train loss | train acc % | val loss | val acc % | test loss | test acc % |',
              '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
-    for row, found_runs in rows:
-        name = describe(row['setting'], experiment.knob)
-        report = {k: row[k] / 100 if k.endswith('acc') and row[k] is not None else row[k] for k in METRICS}
-        lines.append(f'| {name} | report | {row["setting"]["epochs"]} | 1 | ' + ' | '.join(
-            accuracy_cell(report_accuracy(row, k[:-4])) if k in ('val_acc', 'test_acc') else
-            cell(report[k], percent=k.endswith('acc')) for k in METRICS) + ' |')
+    notes = []
+    for shown in experiment.rows():
+        setting, (found_runs, damaged) = shown.setting, found[shown.setting.key]
+        report = {k: setting.report.get(k) for k in METRICS}
+        if setting.report:
+            lines.append(f'| {shown.label} | report | {setting.flags.get("epochs", DEFAULTS["epochs"])} | 1 | ' + ' | '.join(
+                accuracy_cell(report_accuracy(setting, k[:-4])) if k in ('val_acc', 'test_acc') else
+                cell(report[k], percent=k.endswith('acc')) for k in METRICS) + ' |')
+        else:
+            lines.append(f'| {shown.label} | report | | | no number |' + ' |' * 5)
+        notes += [f'Left out of {shown.label}: {d}.' for d in damaged]
         if not found_runs:
-            lines.append(f'| {name} | ours | | 0 | no run |' + ' |' * 5)
+            lines.append(f'| {shown.label} | ours | | 0 | no run |' + ' |' * 5)
             continue
         ours = {k: mean_sd([final(r)[k] for r in found_runs if not diverged(r)]) for k in METRICS}
-        notes = '; '.join(n for n in [progress(found_runs)] + departures(row, found_runs) if n)
+        note = '; '.join(n for n in [progress(found_runs)] + departures(setting, found_runs) if n)
         epochs = ', '.join(sorted({str(len(r['metrics'])) for r in found_runs}))
-        lines.append(f'| {name} | ours{f" ({notes})" if notes else ""} | {epochs} | {len(found_runs)} | '
+        lines.append(f'| {shown.label} | ours{f" ({note})" if note else ""} | {epochs} | {len(found_runs)} | '
                      + ' | '.join(accuracy_cell(accuracy(found_runs, k[:-4])) if k in ('val_acc', 'test_acc') else
                                   cell(*ours[k], percent=k.endswith('acc')) for k in METRICS) + ' |')
-        lines.append(f'| {name} | difference | | | ' + ' | '.join(
+        lines.append(f'| {shown.label} | difference | | | ' + ' | '.join(
             cell(ours[k][0] - report[k], percent=k.endswith('acc'), signed=True)
             if ours[k][0] is not None and report[k] is not None else '' for k in METRICS) + ' |')
-    return '\n'.join(lines + ['', UNCERTAINTY_RULE])
+    return '\n'.join(lines + [''] + notes + ([''] if notes else []) + [UNCERTAINTY_RULE])
 
 
 # ---------------------------------------------------------------------------------------------
 # Everything, from the command line.
 
 
-def noise_panels(found):
+def noise_panels(the_study, found):
     """Figure 10's data: a panel per table, a point per setting, the report's estimate beside ours."""
-    panels = []
-    for experiment in (e for e in EXPERIMENTS if e.table):
-        rows = [r for name in experiment.shows for r in found[name]]
-        points_ = [figures.NoisePoint(describe(row['setting'], experiment.knob), report_accuracy(row, 'val'),
-                                      accuracy(found_runs, 'val') if found_runs else None,
-                                      bool(departures(row, found_runs) or progress(found_runs)))
-                   for row, found_runs in rows]
-        panels.append((experiment.title, points_))
-    return panels
+    return [(experiment.title, [figures.NoisePoint(shown.label, report_accuracy(shown.setting, 'val'),
+                                                   accuracy(found[shown.setting.key].runs, 'val'),
+                                                   bool(departures(shown.setting, found[shown.setting.key].runs)
+                                                        or progress(found[shown.setting.key].runs)))
+                                for shown in experiment.rows()])
+            for experiment in the_study.experiments if experiment.table]
 
 
-def write_figures(args, found, train_x, train_y):
+def write_figures(args, the_study, found, train_x, train_y):
     """Every figure there is something to draw for; returns the names of the files written."""
     written = []
     def save(fig, name):
@@ -421,26 +366,27 @@ def write_figures(args, found, train_x, train_y):
         batch = split_for(train_y, args.seed)[0][:args.batch]
         save(figures.first_batch(train_x[batch], train_y[batch]), 'figure1_first_batch.png')
     save(figures.cosine(), 'figure3_cosine.png')
-    for experiment in EXPERIMENTS:
-        rows = [(describe(row['setting'], experiment.knob), found_runs, progress(found_runs))
-                for row, found_runs in found[experiment.name] if found_runs]
-        if rows:
-            save(figures.curves(experiment.figure, experiment.title, rows), f'figure{experiment.figure}_{experiment.name}.png')
-    save(figures.noise(noise_panels(found)), 'figure10_noise.png')
+    for experiment in the_study.experiments:
+        columns = [(shown.label, found[shown.setting.key].runs, progress(found[shown.setting.key].runs))
+                   for shown in experiment.rows() if found[shown.setting.key].runs]
+        if columns:
+            save(figures.curves(experiment.figure, experiment.title, columns),
+                 f'figure{experiment.figure}_{experiment.name}.png')
+    save(figures.noise(the_study.noise_figure, noise_panels(the_study, found)), f'figure{the_study.noise_figure}_noise.png')
     return written
 
 
-def tables(args, found, train_y):
-    """figures/tables.md: Table 1, Tables 2-7 and the Conclusions, which are also printed."""
+def tables(args, the_study, found, train_y):
+    """figures/tables.md: Table 1, the experiments' tables and the Conclusions, which are also printed."""
     sections = ['# The study, regenerated', '',
                 f'From the runs in `{args.runs}/`; made by `python report.py`. Accuracies in %. '
-                'The report\'s numbers are from its text (report_results.json).', '']
+                f'The report\'s numbers are from its text, as study.toml gives them.', '']
     if train_y is not None:
         sections += [f'## Table 1: images per class (split seed {args.seed})', '',
                      class_table(train_y, *split_for(train_y, args.seed)), '']
-    for experiment in (e for e in EXPERIMENTS if e.table):
-        sections += [results_table(experiment, [r for name in experiment.shows for r in found[name]]), '']
-    sections += [conclusions(found), '']
+    for experiment in sorted((e for e in the_study.experiments if e.table), key=lambda e: e.table):
+        sections += [results_table(experiment, found), '']
+    sections += [conclusions(the_study, found), '']
     print('\n' + sections[-2] + '\n')  # the section a student should read first
     with open(os.path.join(args.out, 'tables.md'), 'w') as f:
         f.write('\n'.join(sections))
@@ -454,23 +400,30 @@ def main(argv=None):
     parser.add_argument('--data-dir', default='data', help='CIFAR-10, for Figure 1 and Table 1 (default: %(default)s)')
     parser.add_argument('--seed', type=int, default=0, help='the split shown in Figure 1 and Table 1 (default: %(default)s)')
     parser.add_argument('--batch', type=int, default=128, help='images in Figure 1 (default: %(default)s)')
+    parser.add_argument('--study', default=study.STUDY, help='the study\'s file (default: study.toml)')
     only = parser.add_mutually_exclusive_group()
     only.add_argument('--tables', action='store_true', help='make only figures/tables.md')
     only.add_argument('--figures', action='store_true', help='make only the figures')
     args = parser.parse_args(argv)
-    with open(os.path.join(HERE, 'report_results.json')) as f:
-        report = json.load(f)
+    try:
+        the_study = study.load(args.study)
+    except study.StudyError as e:
+        parser.exit(1, f'report.py: error: {e}\n')
     os.makedirs(args.out, exist_ok=True)
     try:
         train_x, train_y, _, _ = load_cifar10(args.data_dir, download=False)
     except DataError as e:
         print(f'skipped: Figure 1 and Table 1: {e}')
         train_x = train_y = None
-    found = collect(args.runs, report)
-    written = [] if args.figures else tables(args, found, train_y)
-    written += [] if args.tables else write_figures(args, found, train_x, train_y)
+    found = collect(args.runs, the_study)
+    written = [] if args.figures else tables(args, the_study, found, train_y)
+    written += [] if args.tables else write_figures(args, the_study, found, train_x, train_y)
     print(f'wrote {", ".join(written)} in {args.out}/')
+    damaged = [d for f in found.values() for d in f.left_out]
+    if damaged:
+        print(f'left out {len(damaged)} damaged run{"s" * (len(damaged) > 1)}, named above and under their tables')
+    return 1 if damaged else 0
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -152,7 +152,8 @@ def decide(out, resume, force):
     except Damaged as e:
         if force:
             return 'start'
-        if not (resume and e.name in MENDED_BY_RESUME and os.path.isfile(os.path.join(out, 'checkpoint.pt'))):
+        if not (resume and e.name in MENDED_BY_RESUME and os.path.isfile(os.path.join(out, 'checkpoint.pt'))
+                and not os.path.isdir(os.path.join(out, e.name))):
             raise
         print(f'{e.folder}: {e.name} {e.what}: remade from the checkpoint', flush=True)
         return 'resume'
@@ -276,7 +277,9 @@ class Damaged(RunError):
 
     def __init__(self, folder, name, what):
         self.folder, self.name, self.what = str(folder), name, what
-        if name in MENDED_BY_RESUME and os.path.isfile(os.path.join(folder, 'checkpoint.pt')):
+        if os.path.isdir(os.path.join(folder, name)):  # nothing deletes a folder but its owner
+            todo = f'a folder stands where the file should: move {os.path.join(folder, name)} away'
+        elif name in MENDED_BY_RESUME and os.path.isfile(os.path.join(folder, 'checkpoint.pt')):
             todo = f'python train.py --resume --out {folder} remakes it from the checkpoint'
         elif name == LOCK:
             todo = f'delete {os.path.join(folder, LOCK)} once no process trains the run'
@@ -291,6 +294,10 @@ def read(folder):
     None for a folder without config.json and a first epoch. Damaged if a file is not as written."""
     run = {'folder': folder, 'config': read_config(folder), 'metrics': read_metrics(folder),
            'summary': read_summary(folder), 'predictions': read_predictions(folder)}
+    if run['config'] is None and (run['metrics'] or run['summary'] or os.path.exists(os.path.join(folder, 'checkpoint.pt'))):
+        raise Damaged(folder, 'config.json', 'is missing')  # train.py writes it before anything else
+    if run['summary'] and not run['metrics']:
+        raise Damaged(folder, 'metrics.jsonl', 'is missing')
     return run if run['config'] and run['metrics'] else None
 
 
@@ -316,9 +323,13 @@ def read_json(folder, name):
     if not text.strip():
         raise Damaged(folder, name, 'is empty')
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except ValueError as e:
-        raise Damaged(folder, name, 'is cut short' if e.pos >= len(text.rstrip()) else f'is not JSON ({e.msg})') from None
+        cut = not text.rstrip().endswith('}')  # train.py's JSON files are objects: they end with }
+        raise Damaged(folder, name, 'is cut short' if cut else f'is not JSON ({e.msg})') from None
+    if not isinstance(obj, dict):  # train.py writes an object in each
+        raise Damaged(folder, name, f'holds {json.dumps(obj)[:40]}, not an object')
+    return obj
 
 
 def numbers(folder, name, obj, keys):
@@ -363,6 +374,8 @@ def read_metrics(folder):
         return []
     except (OSError, UnicodeDecodeError) as e:
         raise Damaged(folder, 'metrics.jsonl', f'cannot be read ({e.strerror if isinstance(e, OSError) else "not text"})') from None
+    if not lines:  # train.py writes it with its first epoch's line
+        raise Damaged(folder, 'metrics.jsonl', 'is empty')
     rows = []
     for number, line in enumerate(lines, 1):
         try:
@@ -395,7 +408,8 @@ def read_predictions(folder):
                 and len(val['index']) == len(val['label']) == len(val['pred'])):
             raise ValueError('not the predictions of a run')
     except Exception as e:  # torch.load's errors are of every kind: cut short, not a zip, a folder...
-        raise Damaged(folder, 'predictions.pt', f'cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:80]})') from None
+        why = (str(e).splitlines() or [''])[0][:80]
+        raise Damaged(folder, 'predictions.pt', f'cannot be read ({type(e).__name__}{": " * bool(why)}{why})') from None
     return val
 
 

@@ -4,17 +4,18 @@ for; and a run that diverged ends as a result, not an error that stops the study
 import json
 import os
 import shlex
-import shutil
 import subprocess
-import sys
 import tarfile
 
 import pytest
 
+import runs
+import study
+import test_study
 import train
 from conftest import MAKE, ROOT, snapshot, write_run
 
-EXPERIMENTS = ['lr-sweep', 'schedule', 'wd', 'erase', 'erase-p', 'erase-scale', 'erase-ratio']
+STUDY = study.load()
 
 
 def planned_commands(*make_args):
@@ -33,28 +34,34 @@ def planned_runs(*make_args):
     return runs
 
 
-def test_each_experiment_runs_the_reports_settings(tmp_path):
-    with open(os.path.join(ROOT, 'report_results.json')) as f:
-        report = json.load(f)['runs']
-    for experiment in EXPERIMENTS:
-        runs = planned_runs(experiment, f'RUNS={tmp_path}')
-        expected = [r['setting'] for r in report if r['experiment'] == experiment]
-        assert len(runs) == len(expected), experiment
-        for setting in expected:
-            matches = [args for args in runs.values() if
-                       args.lr == setting['lr'] and args.epochs == setting['epochs'] and
-                       args.cosine == setting.get('cosine', False) and args.wd == setting.get('wd', 0.0) and
-                       args.erase_p == setting.get('erase_p', 0.0) and
-                       args.erase_scale == setting.get('erase_scale', [0.02, 0.33]) and
-                       args.erase_ratio == setting.get('erase_ratio', [0.3, 3.3])]
-            assert len(matches) == 1, (experiment, setting)
-            args = matches[0]
-            assert (args.batch_size, args.momentum, args.no_crop_flip, args.seed) == (128, 0.9, False, 0)
-            assert args.out.startswith(f'{tmp_path}/{experiment}/') and args.out.endswith('/seed0')
+def test_each_experiment_runs_its_settings_of_study_toml(tmp_path):
+    """make NAME plans one run per setting of the experiment, in RUNS/NAME/FOLDER/seed0, with every
+    training flag as study.toml says, and train.py's default for the rest."""
+    for experiment in STUDY.experiments:
+        planned = planned_runs(experiment.name, f'RUNS={tmp_path}')
+        assert len(planned) == len(experiment.settings), experiment.name
+        for setting in experiment.settings:
+            args = planned[f'{tmp_path}/{experiment.name}/{setting.folder}/seed0']
+            assert runs.training_flags(args) == {name: train.build_parser().get_default(name)
+                                                 for name in runs.TRAINING_FLAGS} | setting.flags | {'seed': 0}
 
 
-def test_study_is_all_fourteen_runs(tmp_path):
-    assert len(planned_runs('study', f'RUNS={tmp_path}')) == 14
+def test_the_study_is_the_report_s(tmp_path):
+    """The report's settings (STUDY.md), spot-checked in the plan: the lr sweep is 15 epochs at a
+    constant rate without weight decay; every later run is 300 epochs at lr 0.01, the erasing runs
+    with cosine annealing and wd 5e-4; every run has batch 128, momentum 0.9, crop and flip."""
+    planned = planned_runs('study', f'RUNS={tmp_path}')
+    assert len(planned) == len(STUDY.settings()) == 14
+    for out, args in planned.items():
+        experiment = out.split('/')[-3]
+        assert (args.batch_size, args.momentum, args.no_crop_flip, args.seed) == (128, 0.9, False, 0)
+        if experiment == 'lr-sweep':
+            assert (args.epochs, args.cosine, args.wd, args.erase_p) == (15, False, 0.0, 0.0)
+        else:
+            assert (args.epochs, args.lr) == (300, 0.01)
+        if experiment.startswith('erase'):
+            assert (args.cosine, args.wd) == (True, 5e-4) and args.erase_p > 0
+    assert {args.lr for out, args in planned.items() if '/lr-sweep/' in out} == {0.1, 0.01, 0.001}
 
 
 def test_args_override_and_seeds_multiply(tmp_path):
@@ -67,8 +74,8 @@ def test_args_override_and_seeds_multiply(tmp_path):
 
 def test_finished_runs_are_skipped_and_interrupted_ones_resumed(tmp_path):
     finished, interrupted = tmp_path / 'lr-sweep/lr0.1/seed0', tmp_path / 'lr-sweep/lr0.01/seed0'
-    finished.mkdir(parents=True), interrupted.mkdir(parents=True)
-    (finished / 'summary.json').write_text('{}')
+    write_run(finished, {'lr': 0.1})
+    write_run(interrupted, {'lr': 0.01}, summary=False)
     (interrupted / 'checkpoint.pt').write_bytes(b'')
     runs = planned_runs('lr-sweep', f'RUNS={tmp_path}')
     assert set(runs) == {str(interrupted), f'{tmp_path}/lr-sweep/lr0.001/seed0'}
@@ -80,7 +87,7 @@ def test_gpus_give_every_run_the_pool_to_take_a_gpu_from(tmp_path):
     pool as it starts (tests/test_runs.py runs it)."""
     for seeds in ('0', '0 1'):
         runs = planned_runs('study', f'RUNS={tmp_path}', 'GPUS=0 1 2', f'SEEDS={seeds}')
-        assert len(runs) == 14 * len(seeds.split()) and all(args.gpu_pool == ['0', '1', '2'] for args in runs.values())
+        assert len(runs) == len(STUDY.settings()) * len(seeds.split()) and all(args.gpu_pool == ['0', '1', '2'] for args in runs.values())
     assert not any('CUDA_VISIBLE_DEVICES' in line for line in planned_commands('study', f'RUNS={tmp_path}', 'GPUS=0 1'))
 
 
@@ -105,7 +112,7 @@ def test_status_lists_the_runs_of_the_study_or_of_one_experiment(tmp_path):
     listed = lambda *args: [line.split()[0] for line in subprocess.run(
         [*MAKE, 'status', f'RUNS={tmp_path}', *args], capture_output=True, text=True,
         check=True).stdout.splitlines()]
-    assert len(listed()) == 14 and len(listed('SEEDS=0 1 2')) == 42
+    assert len(listed()) == len(STUDY.settings()) and len(listed('SEEDS=0 1 2')) == 3 * len(STUDY.settings())
     assert listed('EXP=wd erase') == [f'{tmp_path}/wd/wd5e-4/seed0', f'{tmp_path}/wd/wd1e-2/seed0', f'{tmp_path}/erase/p1.0/seed0']
 
 
@@ -178,21 +185,14 @@ def test_a_quick_try_under_j3_on_a_fresh_data_folder_then_the_real_target(cifar_
     assert real.stderr.count('epochs 1, not 15; batch-size 10, not 128; train-subset 20, not none; eval-subset 10, not none') == 3
 
 
-def project_copy(folder):
-    """The project's files in `folder`, to be edited by a test: no runs, data or virtual environment."""
-    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns('.git', '.venv', 'data', 'runs', 'figures', '.gpus',
-                                                                '__pycache__', '.pytest_cache'))
-    return [*MAKE[:MAKE.index('-C')], '-C', str(folder), *MAKE[MAKE.index('-C') + 2:]]
-
-
 @pytest.mark.slow
 def test_a_diverged_run_ends_and_the_study_goes_on(cifar_root, tmp_path):
-    """Three tiny runs in a row, the first of which diverges (the lr sweep, its lr 0.1 made 1e12 in a
-    copy of the project), with no -k: the other two still run and finish, make exits 0, the end of
+    """Three tiny runs in a row, the first of which diverges (the lr sweep, its lr 0.1 made 1e12 in the
+    study.toml of a copy of the project), with no -k: the other two still run and finish, make exits 0, the end of
     its output names the diverged run, and make status shows it diverged."""
-    make = project_copy(tmp_path / 'project')
-    makefile = tmp_path / 'project' / 'Makefile'
-    makefile.write_text(makefile.read_text().replace('lr0.1,--epochs 15 --lr 0.1)', 'lr0.1,--epochs 15 --lr 1e12)'))
+    make = test_study.project_copy(tmp_path / 'project')
+    path = tmp_path / 'project' / 'study.toml'
+    path.write_text(path.read_text().replace('flags = { lr = 0.1 }', 'flags = { lr = 1e12 }'))
     runs_dir = tmp_path / 'runs'
     tiny = f'ARGS=--epochs 2 --train-subset 20 --eval-subset 10 --batch-size 10 --device cpu --data-dir {cifar_root}'
     made = subprocess.run([*make, 'lr-sweep', f'RUNS={runs_dir}', tiny], capture_output=True, text=True)
@@ -206,3 +206,18 @@ def test_a_diverged_run_ends_and_the_study_goes_on(cifar_root, tmp_path):
         assert 'diverged_at' not in json.loads((runs_dir / f'lr-sweep/{setting}/seed0/summary.json').read_text())
     status = subprocess.run([*make, 'status', f'RUNS={runs_dir}', 'EXP=lr-sweep'], capture_output=True, text=True)
     assert [line.split()[1] for line in status.stdout.splitlines()] == ['diverged', 'finished', 'finished']
+
+
+def test_a_damaged_run_is_named_and_left_alone_and_the_others_run(tmp_path):
+    """An interrupted run whose config.json was cut short: make's check before the runs names it in
+    one line, plans no command for it, and plans the others as ever."""
+    damaged = tmp_path / 'lr-sweep/lr0.1/seed0'
+    write_run(damaged, {'lr': 0.1}, summary=False)
+    (damaged / 'checkpoint.pt').write_bytes(b'')
+    (damaged / 'config.json').write_text((damaged / 'config.json').read_text()[:40])
+    shown = subprocess.run([*MAKE, '-n', 'lr-sweep', f'RUNS={tmp_path}'], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert [line for line in shown.stderr.splitlines() if str(damaged) in line] == [
+        f'make leaves out {damaged}: config.json is cut short; python train.py --force ... --out {damaged} '
+        f'starts the run over, or delete the folder']
+    assert set(planned_runs('lr-sweep', f'RUNS={tmp_path}')) == {f'{tmp_path}/lr-sweep/{s}/seed0' for s in ('lr0.01', 'lr0.001')}

@@ -16,12 +16,14 @@ import sys
 
 import matplotlib.pyplot as plt
 import pytest
-import torch
 
 import figures
 import report
+import study
 from conftest import MAKE, ROOT, write_run
 from stats import binomial_se, mcnemar_p, t_p
+
+STUDY = study.load()
 
 def tables_of(runs, tmp_path, data_dir=None):
     """report.py --tables on a folder of runs: what it printed, and tables.md."""
@@ -86,8 +88,8 @@ def test_runs_that_depart_from_the_report_s_setting_say_so_in_their_row_and_verd
     for lr, acc in (('0.01', 0.7), ('0.1', 0.6)):
         write_run(tmp_path / f'runs/lr-sweep/lr{lr}/seed0', departs | {'lr': float(lr)}, (0.5, 0.6, acc), small)
     tables = tables_of(tmp_path / 'runs', tmp_path)
-    note = ('3 epochs, not 15; 8,000 training images, not 40,000; 2,000 validation and test images, not 10,000; '
-            'batch 64, not 128; momentum 0.5, not 0.9; no crop and flip')
+    note = ('3 epochs, not 15; batch 64, not 128; momentum 0.5, not 0.9; no crop and flip; '
+            '8,000 training images, not 40,000; 2,000 validation and test images, not 10,000')
     assert row(tables, 'lr 0.01', 'ours')[1] == f'ours ({note})'
     assert conclusions(tables)[LR_CLAIM, 'lr 0.1'][-1].endswith(f', on {note}')
     assert conclusions(tables)[LR_CLAIM, 'lr 0.001'][-1] == 'not run yet'  # and none where there is no verdict
@@ -104,9 +106,9 @@ def test_missing_runs_are_skipped_with_a_line_each(tmp_path, capsys):
     write_run(tmp_path / 'runs/lr-sweep/lr0.01/seed0')
     tables = tables_of(tmp_path / 'runs', tmp_path)
     printed = capsys.readouterr().out
-    assert 'skipped: schedule, cosine' in printed and 'skipped: wd, wd 0.0005' in printed
+    assert 'skipped: schedule, cosine' in printed and 'skipped: wd, wd 5e-4' in printed
     assert 'skipped: lr-sweep, lr 0.01' not in printed and 'skipped: lr-sweep, lr 0.1:' in printed
-    assert row(tables, 'wd 0.01', 'ours')[2:5] == ['', '0', 'no run']
+    assert row(tables, 'wd 1e-2', 'ours')[2:5] == ['', '0', 'no run']
 
 
 def test_two_runs_on_the_same_images_are_compared_image_by_image(tmp_path):
@@ -143,9 +145,8 @@ def test_figure_10_draws_95_percent_intervals_by_student_s_t_for_seeds(tmp_path)
     for seed, acc in enumerate((0.86, 0.87, 0.88)):
         write_run(tmp_path / f'runs/lr-sweep/lr0.01/seed{seed}', {'seed': seed}, (acc,))
     write_run(tmp_path / 'runs/lr-sweep/lr0.1/seed0', {'lr': 0.1}, (0.80,))
-    with open(os.path.join(ROOT, 'report_results.json')) as f:
-        panels = report.noise_panels(report.collect(str(tmp_path / 'runs'), json.load(f)))
-    fig = figures.noise(panels)
+    panels = report.noise_panels(STUDY, report.collect(str(tmp_path / 'runs'), STUDY))
+    fig = figures.noise(10, panels)
     lr_panel = next(ax for ax in fig.axes if ax.get_title().startswith('Learning rate'))
     bars = {}  # (x, y) of each of our points: the half-length of its error bar
     for container in lr_panel.containers:
@@ -170,35 +171,28 @@ def test_a_diverged_run_is_shown_as_diverged_and_compared_with_nothing(tmp_path)
     assert conclusions(tables)[LR_CLAIM, 'lr 0.1'][2:4] == ['', '']  # no margin, no test
 
 
-# What the report's own numbers say, one run per setting on 10,000 validation images each.
-REPORT_ALONE = [
-    (LR_CLAIM, 'lr 0.1', 'yes'),
-    (LR_CLAIM, 'lr 0.001', 'yes'),
-    ('cosine annealing beats a constant rate', 'constant', 'no'),
-    ('wd 1e-2 beats 5e-4 (its table; its text says 5e-4)', 'wd 5e-4', 'yes'),
-    ('random erasing (p 1.0) beats none', 'no erasing (wd 5e-4)', 'yes'),
-    ('p 0.5 is the best erasing probability', 'p 0.8', 'no'),
-    ('p 0.5 is the best erasing probability', 'p 1.0', 'no'),
-    ('scale (0.02, 0.33) is the best erased area', 'scale (0.17, 0.5)', 'no'),
-    ('scale (0.02, 0.33) is the best erased area', 'scale (0.33, 0.67)', 'yes'),
-    ('ratio (0.2, 5.0) is the best aspect ratio', 'ratio (0.9, 1.1)', 'no'),
-    ('ratio (0.2, 5.0) is the best aspect ratio', 'ratio (0.3, 3.3)', 'no'),
-]
-
-
 def test_conclusions_from_the_report_s_numbers_alone(tmp_path, capsys):
-    """With no runs at all: which of the report's margins exceed the noise of one run. The erase-p and
-    erase-ratio winners are within it; scale (0.33, 0.67) and the learning rates are far outside."""
+    """With no runs at all: which of the report's margins exceed the noise of one run, for every
+    comparison of every claim in study.toml, each worked out here from its two accuracies:
+    z = (a - b) / sqrt(a(1 - a)/n + b(1 - b)/n), n = 10,000, beyond noise when P(|Z| > |z|) < 0.05.
+    By hand, scale (0.02, 0.33) against (0.33, 0.67): 94.62 - 92.87 = 1.75 points over 0.34, z = 5.1,
+    beyond; cosine against constant: 0.54 points over 0.38, z = 1.42, p = 0.155, within."""
     tables = tables_of(tmp_path / 'no-runs', tmp_path)
     assert '## Conclusions' in capsys.readouterr().out  # printed, not only written
     rows = conclusions(tables)
-    assert len(rows) == len(REPORT_ALONE)
-    for claim, against, beyond in REPORT_ALONE:
-        margin, noise, ours, test, verdict = rows[claim, against]
-        assert noise.split(',')[0] == beyond and verdict == 'not run yet' and ours == test == '', (claim, against)
-    # scale (0.02, 0.33) against (0.33, 0.67), by hand: 94.62 - 92.87 points over √(se² + se²), z = 5.1
+    pairs = [(claim.text, rival) for claim in STUDY.claims for rival in claim.rivals]
+    assert len(rows) == len(pairs) == 11
+    for text, rival in pairs:
+        claim = next(c for c in STUDY.claims if c.text == text)
+        a, b = claim.winner.setting.report['val_acc'], rival.setting.report['val_acc']
+        z = (a - b) / math.sqrt(a * (1 - a) / 10_000 + b * (1 - b) / 10_000)
+        margin, noise, ours, test, verdict = rows[text, rival.label]
+        assert noise.split(',')[0] == ('yes' if math.erfc(abs(z) / math.sqrt(2)) < 0.05 else 'no'), (text, rival.label)
+        assert verdict == 'not run yet' and ours == test == '', (text, rival.label)
     se = math.hypot(binomial_se(0.9462, 10_000), binomial_se(0.9287, 10_000))
-    assert rows['scale (0.02, 0.33) is the best erased area', 'scale (0.33, 0.67)'][0] == f'+1.75 ± {100 * se:.2f} (se)'
+    scale = rows['scale (0.02, 0.33) is the best erased area', 'scale (0.33, 0.67)']
+    assert scale[0] == f'+1.75 ± {100 * se:.2f} (se)' and scale[1] == 'yes, p < 0.001'
+    assert rows['cosine annealing beats a constant rate', 'constant'][1] == 'no, p = 0.155'
 
 
 def test_table1_counts_each_class_of_the_split(tmp_path, cifar_root):
@@ -259,11 +253,9 @@ def test_tables_only_writes_no_figure(study, cifar_root, tmp_path):
 def test_a_one_column_figure_s_title_fits(study):
     """Seen in the lr sweep with one setting run: the figure's title was cut at its edges."""
     runs, _, _ = study
-    with open(os.path.join(ROOT, 'report_results.json')) as f:
-        found = report.collect(str(runs), json.load(f))
-    experiment = report.EXPERIMENTS[0]
-    (row, found_runs), *_ = found[experiment.name]
-    fig = figures.curves(experiment.figure, experiment.title, [('lr 0.1', found_runs, '')])
+    experiment = STUDY.experiments[0]
+    found_runs = report.collect(str(runs), STUDY)[experiment.settings[0].key].runs
+    fig = figures.curves(experiment.figure, experiment.title, [(experiment.settings[0].label, found_runs, '')])
     fig.canvas.draw()
     renderer, edges = fig.canvas.get_renderer(), fig.bbox
     box = next(t for t in fig.texts if t.get_text() == fig.get_suptitle()).get_window_extent(renderer)

@@ -143,11 +143,13 @@ def test_a_killed_and_resumed_resnet18_run_is_the_run_never_interrupted(cifar_ro
 @pytest.mark.slow
 def test_a_compiled_run_killed_and_resumed_is_the_run_never_interrupted(cifar_root, tmp_path):
     """A plain --resume keeps --compile, and each batch shape keeps its own kernels (75 images in
-    batches of 50: a last batch of 25), so the resumed run rounds exactly as the original."""
-    args = ['--epochs', '3', '--train-subset', '75', '--eval-subset', '50', '--batch-size', '50', '--precision', 'fp32',
+    batches of 50: a last batch of 25), so the resumed run rounds exactly as the original. With the
+    small network, whose kernels compile in seconds (test_train.py compiles ResNet-18), and twenty
+    epochs, so that it is killed well before its end."""
+    args = ['--epochs', '20', '--train-subset', '75', '--eval-subset', '50', '--batch-size', '50', '--precision', 'fp32',
             '--compile', '--device', 'cpu', '--data-dir', cifar_root]
-    assert train_py(*args, '--out', str(tmp_path / 'whole')).returncode == 0
-    kill_and_resume(args, str(tmp_path / 'killed'), cifar_root)
+    assert train_py(*args, '--out', str(tmp_path / 'whole'), tiny=True).returncode == 0
+    kill_and_resume(args, str(tmp_path / 'killed'), cifar_root, tiny=True)
     assert_same_run(tmp_path / 'killed', tmp_path / 'whole')
 
 
@@ -191,6 +193,19 @@ def test_resume_takes_the_run_s_own_flags(tiny, finished, cifar_root, capsys):
     assert 'epoch 3 of 2' in capsys.readouterr().out and os.path.exists(os.path.join(finished, 'summary.json'))
     tiny('--resume', '--out', finished)
     assert 'has finished (summary.json): nothing to resume' in capsys.readouterr().out
+
+
+def test_a_run_from_before_a_knob_existed_still_resumes(tiny, finished, cifar_root, capsys):
+    """As if --momentum had been added to train.py after the run started: neither its config.json
+    nor its checkpoint has the key. The run had the default then, has it now, and resumes."""
+    config = json.load(open(os.path.join(unfinished(finished), 'config.json')))
+    del config['flags']['momentum']
+    runs.write_json(os.path.join(finished, 'config.json'), config)
+    state = checkpoint(finished)
+    del state['config']['momentum']
+    torch.save(state, os.path.join(finished, 'checkpoint.pt'))
+    tiny('--resume', '--out', finished, '--data-dir', cifar_root)
+    assert 'epoch 3 of 2' in capsys.readouterr().out and runs.state(finished) == 'finished'
 
 
 def test_resume_refuses_flags_that_contradict_the_run(capsys, tiny, finished, cifar_root):

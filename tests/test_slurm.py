@@ -25,7 +25,8 @@ import pytest
 import data
 import slurm
 import test_makefile
-from conftest import MAKE, metrics, train_py, without_seconds
+import test_study
+from conftest import MAKE, ROOT, metrics, train_py, without_seconds
 
 DAEMONS = ('munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scontrol', 'scancel', 'sinfo')
 PATH = os.environ.get('PATH', '') + ':/usr/sbin:/sbin'
@@ -207,7 +208,7 @@ def test_the_study_runs_on_slurm_through_a_requeue_and_a_time_limit(cluster, cif
     assert f'stopped: {folders[0]}/checkpoint.pt holds the last finished epoch' in requeued
     assert 'stopped before the time limit after epoch' in timed_out and 'start 2 on' in timed_out
     assert 'start 2' not in left_alone and 'make ended with status 0' in left_alone
-    again = subprocess.run([*MAKE, 'lr-sweep', f'RUNS={runs_dir}', 'SLURM=--time=30'],
+    again = subprocess.run([*MAKE, 'lr-sweep', f'RUNS={runs_dir}', f'ARGS={" ".join(flags)}', 'SLURM=--time=30'],
                            env=env, capture_output=True, text=True, timeout=60)
     assert again.stdout.startswith('nothing to submit: all 3 runs have ended')
 
@@ -227,3 +228,23 @@ def test_a_task_whose_run_cannot_start_on_its_node_fails_once_and_is_not_requeue
     log = (runs_dir / 'erase/p1.0/seed0/slurm.log').read_text()
     assert 'train.py: error: --device cuda: this machine has no CUDA GPU that torch can use' in log
     assert log.count(' start ') == 1 and 'make ended with status 2' in log, log
+
+
+@on_a_cluster
+def test_an_experiment_added_to_study_toml_is_submitted_as_the_others_are(cluster, cifar_root, tmp_path):
+    """The README's worked example, one edit in a copy of the project, submitted to the cluster:
+    an array of its two runs, each of which ends."""
+    project = tmp_path / 'project'
+    make = test_study.project_copy(project)
+    test_study.with_momentum(project)
+    os.symlink(os.path.join(ROOT, '.venv'), project / '.venv')  # the venv, as on a cluster's shared file system
+    runs_dir = tmp_path / 'runs'
+    args = f'ARGS=--epochs 1 --train-subset 20 --eval-subset 10 --device cpu --data-dir {cifar_root}'
+    submitted = subprocess.run([*make, 'momentum', f'RUNS={runs_dir}', args, 'SLURM=--time=30'], env=cluster,
+                               capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job = re.search(r'submitted job (\d+): 2 of 2 runs', submitted.stdout).group(1)
+    wait_for(lambda: job_ended(cluster, job), 'the job to end', timeout=300)
+    for folder in ('m0.9', 'm0'):
+        log = (runs_dir / 'momentum' / folder / 'seed0' / 'slurm.log').read_text()
+        assert (runs_dir / 'momentum' / folder / 'seed0' / 'summary.json').exists() and 'make ended with status 0' in log, log
