@@ -10,8 +10,10 @@
 #   make -j4 study GPUS='0 1 2 3' the same on four GPUs: each run takes one that no other run holds, as it starts
 #   make status                   a line per run: finished, running, interrupted, diverged or not started (EXP=wd: one experiment)
 #   make study SLURM='--gres=gpu:1 --time=6:00:00'   every unfinished run, as one Slurm job array (slurm.py)
+#   make seeds EXP='lr-sweep schedule' MAX_SEEDS=5   seeds in rounds, only where a comparison is within noise (seeds.py)
 #   make figures, make tables     the report's figures and tables from the runs, in figures/
 #   make bench                    training speed, ours (eager and compiled) against the usual DataLoader pipeline
+#   make handout OUT=DIR          the course's handout: the chapters with their exercises blank; in it, make grade
 #
 # A run whose summary.json exists has ended (finished, or diverged) and is not run again; a run
 # with a checkpoint but no summary was interrupted and continues where it stopped (--resume). Both
@@ -29,9 +31,10 @@ GPUS ?=
 SLURM ?=
 EXP ?=
 FORCE ?=
+MAX_SEEDS ?= 5
 
 EXPERIMENTS :=
-.PHONY: test test-quick bench figures tables status study
+.PHONY: test test-quick bench figures tables status study seeds handout grade
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +61,22 @@ tables: $(VENV)/installed
 # A line per run of the study, or of the experiments in EXP: its state, epoch, accuracy and time (runs.py).
 status: | $(VENV)/installed
 	@$(PY) runs.py $(if $(EXP),$(foreach e,$(EXP),$(FOLDERS_$(e))),$(FOLDERS_study))
+
+# The course's handout: a copy of the project in OUT with each exercise left blank, and the grade of
+# a copy, exercise by exercise, from the tests marked with each (handout.py; ARGS=--json for an autograder).
+handout:
+	@$(if $(OUT),,$(error make handout OUT=DIR: name a new folder for the student's copy))
+	$(PYTHON) handout.py make '$(OUT)'
+grade: $(VENV)/installed
+	$(PY) handout.py grade $(ARGS)
+
+# Seeds only where a verdict is open: rounds of runs, each planned from the runs so far, up to
+# MAX_SEEDS a setting, for the claims' comparisons within the experiments in EXP (default: all).
+# Each round runs through make (-j, GPUS, make's checks) or, with SLURM, as one job array it waits
+# for (seeds.py). $(MAKE) on the line hands make's job slots to the make of each round.
+seeds: | $(VENV)/installed
+	$(PY) seeds.py --make='$(MAKE)' --runs='$(RUNS)' --max-seeds='$(MAX_SEEDS)' --exp='$(EXP)' --args='$(ARGS)' \
+		--gpus='$(GPUS)' $(if $(SLURM),--sbatch='$(SLURM)')
 
 # $(call experiment,NAME,SETTING,FLAGS): the experiment NAME gains the runs of one setting, one per
 # seed, each in $(RUNS)/NAME/SETTING/seedN/ (listed in FOLDERS_NAME, its flags in ASKED_folder).

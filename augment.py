@@ -74,6 +74,7 @@ def sample_box(height, width, scale, ratio):
         4. the top row i:          torch.randint(0, height - h + 1, (1,))
         5. the left column j:      torch.randint(0, width - w + 1, (1,))
     A try whose box does not fit draws nothing more; after 10 such tries, nothing is erased."""
+    # BEGIN SOLUTION
     area = height * width
     log_ratio = torch.log(torch.tensor(ratio))
     for _ in range(TRIES):
@@ -86,6 +87,7 @@ def sample_box(height, width, scale, ratio):
             j = torch.randint(0, width - w + 1, size=(1,)).item()                             # draw 5
             return i, j, h, w
     return None
+    # END SOLUTION
 
 
 def sample_boxes(n, height, width, p, scale, ratio, generator):
@@ -147,6 +149,7 @@ def crop_flip(images, top, left, flip, pad=4):
 
     One gather does it: output pixel (b, c, y, x) is padded pixel (b, c, top_b + y, left_b + x),
     or (b, c, top_b + y, left_b + W - 1 - x) when flipped."""
+    # BEGIN SOLUTION
     B, C, H, W = images.shape
     padded = F.pad(images, (pad, pad, pad, pad))                                 # (B, C, H+2p, W+2p)
     rows = top[:, None] + torch.arange(H, device=images.device)                 # (B, H)
@@ -155,3 +158,4 @@ def crop_flip(images, top, left, flip, pad=4):
     b = torch.arange(B, device=images.device)[:, None, None, None]
     c = torch.arange(C, device=images.device)[None, :, None, None]
     return padded[b, c, rows[:, None, :, None], cols[:, None, None, :]]
+    # END SOLUTION

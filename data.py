@@ -168,6 +168,7 @@ def balanced_split(labels, val_per_class=1000, seed=0):
     a random sample (report.py's Figure 1). A torch.Generator on the CPU gives the same split on every machine."""
     if (torch.bincount(labels, minlength=len(CLASSES)) <= val_per_class).any():
         raise ValueError(f'every class needs more than {val_per_class} images to keep {val_per_class} for validation')
+    # BEGIN SOLUTION
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=generator)
     in_val = rank_within_class(labels[order]) < val_per_class  # the first val_per_class of each class
@@ -176,6 +177,7 @@ def balanced_split(labels, val_per_class=1000, seed=0):
     # val_per_class-th image, so the first training indices would favour some classes.
     return train_idx[torch.randperm(len(train_idx), generator=generator)], \
         val_idx[torch.randperm(len(val_idx), generator=generator)]
+    # END SOLUTION
 
 
 def balanced_subset(idx, labels, n):
@@ -190,8 +192,10 @@ def channel_stats(images):
 
     Computed on the training split, never the validation or test images, so that nothing
     about the held-out images leaks into training."""
+    # BEGIN SOLUTION
     x = images.float().div_(255)
     return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
+    # END SOLUTION
 
 
 def normalize(images, mean, std):

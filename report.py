@@ -6,7 +6,9 @@
 
 The report ran each setting once and picked winners by margins, some smaller than the noise of a
 single run. So the lesson here is the Conclusions: for each claim, its margin in the report and
-ours, each with its uncertainty (stats.py), and whether either is beyond noise.
+ours, each with its uncertainty (stats.py), and whether either is beyond noise; the same with
+Holm's correction across the family of comparisons; and, for a margin within noise, how many
+seeds would settle it.
 
 What to show comes from study.toml (study.py): each experiment's settings, the report's numbers,
 the claims. What is shown is made from what the runs wrote (runs.py reads their folders), laid out
@@ -20,7 +22,8 @@ with a damaged file is left out, and each table and verdict it would have been i
   Figure 3   the cosine learning rate over 300 epochs, from schedule.py
   Figures 2, 4-9 and Tables 2-7, as study.toml numbers them: loss (top) and accuracy (bottom)
              against epoch, training and validation, a column per setting; the final numbers
-  Conclusions   each claim: its margin, ours, and whether either is beyond noise
+  Conclusions   each claim: its margin, ours, and whether either is beyond noise, alone and with Holm's
+                correction; the seeds that would settle a margin within noise
   Figure 10  every setting's final validation accuracy with its error bar, the report's beside it
 """
 import argparse
@@ -36,9 +39,11 @@ import runs
 import study
 import train
 from data import DataError, class_table, load_cifar10, split_for
-from stats import ALPHA, binomial_se, mcnemar_p, mean_sd_sem, normal_p, t_critical, welch
+from stats import (ALPHA, binomial_se, holm, mcnemar_p, mean_sd_sem, normal_p, seeds_needed, seeds_needed_roughly,
+                   t_critical, welch)
 
 REPORT_IMAGES = 10_000  # the report's validation set, and its test set
+SEEDS_CAP = 20          # the most seeds a setting the Conclusions count to; past it, they say roughly how many
 FULL_TRAIN = 40_000     # the training split, all of it
 NORMAL_95 = statistics.NormalDist().inv_cdf(0.975)  # 1.96: 95% of a normal lies within 1.96 sd of its mean
 METRICS = ['train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc']
@@ -97,7 +102,21 @@ in the validation set, not the randomness of training itself (initial weights, d
 seeds of one setting differ by more than they allow. Only several seeds see that (`make study SEEDS='0 1 2'`).
 - **Verdicts**: *reproduced* (ours is beyond noise, the same way), *reversed* (beyond noise, the other way), \
 *within noise*, *not run yet* (no finished run of one of the two), or which of the two *diverged* (its loss \
-became nan or inf, and the run stopped). A verdict on runs that depart from the report's setting says on what it stands."""
+became nan or inf, and the run stopped). A verdict on runs that depart from the report's setting says on what it stands.
+- **Seeds to settle**, for a comparison within noise (ours where we have runs, else the report's): how many seeds \
+a setting a t-test over seeds needs to tell its margin apart four times in five (power 0.80, two-sided α 0.05), \
+taking the margin seen as the true one (Colas, Sigaud and Oudeyer 2018, "How many random seeds?"; \
+stats.seeds_needed). The spread of one seed's accuracy is the standard deviation of a setting's seeds where it has \
+two or more. With one run it is the binomial standard error of its accuracy: a floor, since another seed also \
+draws other weights, another data order and other augmentations, so the count is *at least* that, and training \
+noise adds. Past {SEEDS_CAP} seeds a setting it says roughly how many (stats.seeds_needed_roughly). `make seeds` \
+adds seeds only where a comparison is open, a round at a time (seeds.py).
+- **Holm's correction.** A family of comparisons at α 0.05 each (the report's claims make eleven): even if no \
+setting differed from another, about one in twenty would pass by chance. Holm's step-down rule (Holm 1979; \
+stats.holm) keeps the chance of calling even one of the family real by chance at α: it compares the smallest p of \
+m with α/m, the next with α/(m − 1), and so on, and stops at the first that is not below its threshold; it and \
+every larger p stay within noise. It holds whatever the dependence between the comparisons, and several share a \
+setting. The report's numbers are one family, our comparisons with a test another."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,21 +188,25 @@ def verdict(margin):
 
 def conclusions(the_study, found):
     """The Conclusions section: for each claim and each setting it says its winner beats, the
-    report's margin and whether it is beyond noise, ours, and the verdict."""
+    report's margin and whether it is beyond noise, ours, and the verdict; then, for each of these
+    comparisons, the verdicts with Holm's correction across the family, and for those within noise
+    the seeds that would settle them."""
     lines = ['## Conclusions: which of the report\'s claims survive the noise', '',
              '| the report\'s claim | against | report: Δ val acc | beyond one run\'s noise? | '
              'ours: Δ val acc | our test | verdict |',
              '|---|---|---:|---|---:|---|---|']
+    compared = []  # (the pair, the report's margin, ours), in the table's order
     for claim in the_study.claims:
         winner = found[claim.winner.setting.key]
         for i, rival in enumerate(claim.rivals):
             theirs = report_margin(claim.winner.setting, rival.setting)
             ours = our_margin(finished(winner.runs), finished(found[rival.setting.key].runs))
+            compared.append(((claim.winner, rival), theirs, ours))
             lines.append(f'| {claim.text if i == 0 else ""} | {rival.label} | {points(theirs) if theirs else "no number"} | '
                          f'{(("yes, " if theirs.p < ALPHA else "no, ") + p_text(theirs.p)) if theirs else ""} | '
                          f'{points(ours) if ours else ""} | {f"{ours.test}: {p_text(ours.p)}" if ours else ""} | '
                          f'{judged(ours, (claim.winner, rival), found)} |')
-    return '\n'.join(lines + ['', CONCLUSIONS_RULES])
+    return '\n'.join(lines + [''] + settling(compared, found) + ['', CONCLUSIONS_RULES])
 
 
 def judged(ours, pair, found):
@@ -202,6 +225,90 @@ def judged(ours, pair, found):
 def left_out(setting_found):
     """'seed1 (damaged)': the run folders of a setting left out."""
     return ', '.join(f'{os.path.basename(d.folder)} (damaged)' for d in setting_found.left_out)
+
+
+# ---------------------------------------------------------------------------------------------
+# What would settle each comparison, and what a family of comparisons costs.
+
+
+def settling(compared, found):
+    """The Conclusions' second table: each comparison's verdict with Holm's correction across its
+    family, the report's numbers one family and our tests another, and for a comparison within
+    noise the seeds a setting that would settle it; under it, what chance alone would pass."""
+    their_margins = [theirs for _, theirs, _ in compared if theirs]
+    our_margins = [ours for _, _, ours in compared if ours]
+    their_cells = holm_cells(their_margins, lambda margin: 'beyond noise', 'within noise')
+    our_cells = holm_cells(our_margins, lambda margin: 'reproduced' if margin.difference > 0 else 'reversed', 'within noise')
+    lines = ['### With Holm\'s correction, and the seeds that would settle each comparison', '',
+             '| comparison | the report, with Holm\'s correction | ours, with Holm\'s correction | seeds to settle |',
+             '|---|---|---|---|']
+    for pair, theirs, ours in compared:
+        lines.append(f'| {pair[0].label} against {pair[1].label} | {next(their_cells) if theirs else ""} | '
+                     f'{next(our_cells) if ours else ""} | {to_settle(pair, theirs, ours, found)} |')
+    return lines + ['', by_chance(their_margins, 'these {} comparisons, by the report\'s numbers,',
+                                  'The report has no numbers for them.')
+                    + ' ' + by_chance(our_margins, 'the {} with a test of ours,', 'None has a test of ours yet.')]
+
+
+def holm_cells(margins, called, kept):
+    """A cell for each margin, in order: Holm's verdict across all of them (stats.holm), and the
+    threshold its step held its p to, alpha / (m - i) for the i-th smallest of m."""
+    pvalues = [margin.p for margin in margins]
+    step = {j: len(pvalues) - i for i, j in enumerate(sorted(range(len(pvalues)), key=lambda j: pvalues[j]))}
+    for j, (margin, rejected) in enumerate(zip(margins, holm(pvalues))):
+        threshold = f'{ALPHA}/{step[j]} = {ALPHA / step[j]:.4f}'
+        if rejected:
+            yield f'{called(margin)}: {exact_p(margin.p)}, below {threshold}'
+        elif margin.p < ALPHA / step[j]:  # below its own threshold, yet a smaller p stopped the steps before it
+            yield f'{kept}: {exact_p(margin.p)}, below {threshold}, but a smaller p was not below its own'
+        else:
+            yield f'{kept}: {exact_p(margin.p)}, not below {threshold}'
+
+
+def exact_p(p):
+    """p to three places, or to two figures below 0.001, where Holm's thresholds can lie."""
+    return f'p = {p:.3f}' if p >= 0.001 or p == 0 else f'p = {p:.1e}'
+
+
+def by_chance(margins, which, none):
+    """How many of a family of comparisons chance alone would call beyond noise, and how many are;
+    `which` names the family, its size in {}; `none` is said of a family with no comparison."""
+    if not margins:
+        return none
+    m, beyond, kept = len(margins), sum(margin.p < ALPHA for margin in margins), sum(holm([x.p for x in margins]))
+    return (f'Of {which.format(m)} about {m} × {ALPHA} = {m * ALPHA:.2f} would be beyond noise by chance '
+            f'alone at α {ALPHA}, were no setting better than another: {beyond} are at p < {ALPHA}, and {kept} stay '
+            f'beyond noise with Holm\'s correction, which holds the chance of even one such call by chance at {ALPHA}.')
+
+
+def to_settle(pair, theirs, ours, found):
+    """For a comparison within noise, the seeds a setting that would settle it, from our runs where
+    we have them, else from the report's numbers; '' for one beyond noise, or with no number."""
+    if ours is not None:
+        if verdict(ours) != 'within noise':
+            return ''
+        a, b = (accuracy(finished(found[shown.setting.key].runs), 'val') for shown in pair)
+        return seeds_text(ours.difference, a, b, have=min(a.seeds, b.seeds))
+    if theirs is None or theirs.p < ALPHA:
+        return ''
+    return seeds_text(theirs.difference, *(report_accuracy(shown.setting, 'val') for shown in pair))
+
+
+def seeds_text(margin, a, b, have=1):
+    """'11 a setting', or 'about 80 a setting, past the cap of 20': the seeds a setting at which a
+    t-test over seeds sees `margin` at power 0.80 (stats.seeds_needed), given the two settings'
+    Estimates. A seed's spread is a setting's sd over its seeds, or with one run its binomial se, a
+    floor ('at least'); the two are pooled as Student's t-test pools them, sd^2 = (sd_a^2 + sd_b^2) / 2."""
+    floor = a.sd is None or b.sd is None
+    sd = math.sqrt(((a.se if a.sd is None else a.sd) ** 2 + (b.se if b.sd is None else b.sd) ** 2) / 2)
+    at_least, adds = ('at least ', ': training noise adds') if floor else ('', '')
+    if margin == 0:
+        return 'none would: the margin is 0'
+    needed = seeds_needed(margin, sd, cap=SEEDS_CAP)
+    if needed is None:
+        return f'{at_least}about {seeds_needed_roughly(margin, sd):,} a setting, past the cap of {SEEDS_CAP}{adds}'
+    missed = f' (it has {have}: at power 0.80, one study in five misses such a margin)' if needed <= have else ''
+    return f'{at_least}{needed} a setting{adds}{missed}'
 
 
 # ---------------------------------------------------------------------------------------------

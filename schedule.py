@@ -15,7 +15,9 @@ import math
 
 def cosine_lr(epoch, epochs, lr_max, lr_min=0.0):
     """The learning rate for epoch `epoch` (0-based) of `epochs`."""
+    # BEGIN SOLUTION
     return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * epoch / epochs))
+    # END SOLUTION
 
 
 def lr_at(epoch, epochs, lr, cosine):

@@ -47,8 +47,10 @@ def mcnemar_p(b, c):
         p = min(1, 2 * sum_{k <= min(b, c)} C(b + c, k) / 2^(b + c)),
     the two-sided chance of a split at least as lopsided as the one seen. Exact integers up to
     the one division, so it holds for any number of disagreements."""
+    # BEGIN SOLUTION
     n = b + c
     return min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n)
+    # END SOLUTION
 
 
 def normal_p(z):
@@ -97,12 +99,14 @@ def welch(mean1, se1, k1, mean2, se2, k2):
         df = (se1^2 + se2^2)^2 / (se1^4 / (k1 - 1) + se2^4 / (k2 - 1)),
     rounded down, which only makes the test more cautious. Returns (t, df, p).
     With few seeds this matters: t = 2 is p = 0.12 at df = 4, where the normal would say 0.046."""
+    # BEGIN SOLUTION
     se = math.hypot(se1, se2)
     if se == 0:  # every seed of each side gave the same accuracy
         return (0.0, k1 + k2 - 2, 1.0) if mean1 == mean2 else (math.copysign(math.inf, mean1 - mean2), k1 + k2 - 2, 0.0)
     df = max(1, math.floor(se ** 4 / (se1 ** 4 / (k1 - 1) + se2 ** 4 / (k2 - 1))))
     t = (mean1 - mean2) / se
     return t, df, t_p(t, df)
+    # END SOLUTION
 
 
 def t_test_power(margin, sd, k, alpha=ALPHA):

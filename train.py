@@ -88,6 +88,7 @@ def train_one_epoch(model, optimizer, scaler, batches, autocast):
     counted = torch.zeros((), dtype=torch.int64, device=loss_sum.device)  # images whose batch loss was a number
     images = 0
     for x, y in batches:
+        # BEGIN SOLUTION
         with autocast():
             logits = model(x.contiguous(memory_format=MEMORY_FORMAT))
             loss = F.cross_entropy(logits, y)
@@ -97,6 +98,7 @@ def train_one_epoch(model, optimizer, scaler, batches, autocast):
         else:
             loss.backward()
             optimizer.step()
+        # END SOLUTION
         # The batch's mean loss, back to a sum over its images; left out if it is inf or nan. In fp16
         # the scaler skipped that step, and the run goes on; elsewhere the weights are lost, and the
         # validation loss, and the epoch's if every batch fails, say so (train() stops the run).
@@ -116,6 +118,7 @@ def evaluate(model, images, labels, mean, std, autocast):
     model.eval() makes BatchNorm normalise with the running statistics it gathered in training,
     and leave them alone: with the batch's own statistics an image's class would depend on the
     other images of its batch, and the validation images would leak into the model."""
+    # BEGIN SOLUTION
     model.eval()
     loss_sum = torch.zeros((), device=images.device)
     predictions = []
@@ -126,6 +129,7 @@ def evaluate(model, images, labels, mean, std, autocast):
         predictions.append(logits.argmax(dim=1).to(torch.int8))
     predictions = torch.cat(predictions)
     return loss_sum.item() / len(labels), (predictions == labels).sum().item() / len(labels), predictions
+    # END SOLUTION
 
 
 def with_progress(batches, total):

@@ -21,7 +21,13 @@ sys.path.insert(0, ROOT)
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: whole ResNet-18 runs in processes of their own, torch.compile, several '
                                        'runs at once, a Slurm cluster; make test-quick leaves these out')
+    config.addinivalue_line('markers', 'exercise(name, ...): the exercises of the handout the test needs (handout.py)')
 
+
+# The exercises of the handout (handout.py) that a run of train.py needs, with TinyNet for ResNet-18:
+# the split and its statistics, crop and flip, an epoch of SGD, evaluation; cosine_lr too with --cosine,
+# and BasicBlock.forward with ResNet-18. A test marked with them is graded with each (its "with others").
+A_RUN = ('balanced_split', 'channel_stats', 'crop_flip', 'train_one_epoch', 'evaluate')
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason='no CUDA GPU here: `make test` on a GPU machine runs the CUDA path')

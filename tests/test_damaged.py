@@ -20,7 +20,7 @@ import runs
 import slurm
 import study
 import train
-from conftest import TinyNet, snapshot
+from conftest import A_RUN, TinyNet, snapshot
 
 STUDY = study.load()
 SWEEP = [s for s in STUDY.settings() if s.experiment == 'lr-sweep']  # three settings, a run each
@@ -149,6 +149,7 @@ def readers(study_dir, capsys, cifar_root, figures):
     return said
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr', 'mcnemar_p')
 def test_every_reader_survives_every_damaged_file(pristine, capsys, cifar_root, tmp_path, monkeypatch):
     monkeypatch.setattr(train, 'ResNet18', TinyNet)
     whole = tmp_path / 'whole'
@@ -200,6 +201,7 @@ def test_every_reader_survives_every_damaged_file(pristine, capsys, cifar_root, 
     ('summary.json', lambda b: b'', 'summary.json is empty'),
     ('predictions.pt', lambda b: b[:len(b) // 2], 'predictions.pt cannot be read'),
 ])
+@pytest.mark.exercise(*A_RUN)
 def test_the_four_damages_seen_on_a_finished_study(pristine, tmp_path, capsys, name, damage, says):
     """Each took make status and make tables down with a traceback. Now: make status shows the run
     as damaged, with what to do, and exits 1; make tables leaves it out, says so in one line, under

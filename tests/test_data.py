@@ -298,6 +298,7 @@ def test_damaged_batch_file_names_the_file(tmp_path, damage):
         load_cifar10(str(tmp_path), download=False)
 
 
+@pytest.mark.exercise('balanced_split')
 def test_split_is_exactly_balanced_disjoint_and_complete():
     labels = cifar_like_labels()
     train_idx, val_idx = balanced_split(labels, val_per_class=1000, seed=0)
@@ -306,6 +307,7 @@ def test_split_is_exactly_balanced_disjoint_and_complete():
     assert torch.equal(torch.cat([train_idx, val_idx]).sort().values, torch.arange(50000))
 
 
+@pytest.mark.exercise('balanced_split')
 def test_split_is_seeded():
     labels = cifar_like_labels()
     a, b, c = (balanced_split(labels, 1000, seed) for seed in (0, 0, 1))
@@ -313,6 +315,7 @@ def test_split_is_seeded():
     assert not torch.equal(a[1].sort().values, c[1].sort().values)
 
 
+@pytest.mark.exercise('balanced_split')
 def test_split_order_is_random_so_the_first_batch_mixes_classes():
     labels = cifar_like_labels()
     train_idx, _ = balanced_split(labels, 1000, seed=0)
@@ -324,6 +327,7 @@ def test_split_refuses_classes_too_small_to_split():
         balanced_split(torch.arange(10).repeat(5), val_per_class=5)
 
 
+@pytest.mark.exercise('balanced_split')
 @pytest.mark.parametrize('n', [10, 64, 4000, 39999])
 def test_subset_is_class_balanced_and_drawn_from_the_indices(n):
     labels = cifar_like_labels()
@@ -334,6 +338,7 @@ def test_subset_is_class_balanced_and_drawn_from_the_indices(n):
     assert len(set(subset.tolist())) == n and set(subset.tolist()) <= set(train_idx.tolist())
 
 
+@pytest.mark.exercise('channel_stats')
 def test_channel_stats_match_numpy_in_float64():
     images = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8)
     mean, std = channel_stats(images)
@@ -345,12 +350,14 @@ def test_channel_stats_match_numpy_in_float64():
     torch.testing.assert_close(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)
 
 
+@pytest.mark.exercise('balanced_split')
 def test_every_run_holds_out_a_fifth_of_each_class_as_in_the_report():
     """CIFAR-10's 5,000 training images of each class: 4,000 to train on and 1,000 to validate."""
     train_idx, val_idx = data.split_for(cifar_like_labels(), seed=0)
     assert (len(train_idx), len(val_idx)) == (40_000, 10_000)
 
 
+@pytest.mark.exercise('channel_stats')
 def test_channel_stats_by_hand():
     """Two one-pixel images: channel 0 is 0 and 255, so its values are 0 and 1 on the 0-1 scale,
     mean 1/2, and standard deviation sqrt(((1/2)^2 + (1/2)^2) / (2 - 1)) = 0.7071 with Bessel's
@@ -375,6 +382,7 @@ def test_table1_counts_and_shares_by_hand():
     assert table[-1] == '| total | 10 | 100.0 | 4 | 100.0 |'
 
 
+@pytest.mark.exercise('balanced_split', 'channel_stats')
 def test_normalisation_comes_from_the_training_split_alone(tmp_path):
     """The mean and std a run normalises with are those of its training split, computed here in
     float64: the validation images, which it is judged on, must not shape its inputs. They are
@@ -391,6 +399,7 @@ def test_normalisation_comes_from_the_training_split_alone(tmp_path):
     np.testing.assert_allclose(std.numpy(), pixels.std(axis=(0, 2, 3), ddof=1), rtol=1e-5)
 
 
+@pytest.mark.exercise('balanced_split', 'channel_stats')
 def test_splits_are_on_the_device_with_their_indices(cifar_root):
     train_split, val, test, _, _ = data.load_splits(cifar_root, 1, torch.device('cpu'), eval_subset=20)
     train_x, train_y, test_x, test_y = load_cifar10(cifar_root, download=False)

@@ -9,7 +9,7 @@ import torch
 
 import hardware
 import train
-from conftest import TinyNet, one_line_error, snapshot
+from conftest import A_RUN, TinyNet, one_line_error, snapshot
 
 # What `--precision auto` must pick on the GPUs students have (HARDWARE.md, Precision).
 CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'), ('Tesla P100-PCIE-16GB', (6, 0), 'fp32'),
@@ -73,6 +73,7 @@ def test_config_records_the_gpus_a_run_may_see_and_the_machine(monkeypatch):
     assert described['cuda_visible_devices'] == '2' and described['host'] == socket.gethostname()
 
 
+@pytest.mark.exercise(*A_RUN)
 def test_a_bf16_run_resumed_on_a_card_without_bf16_says_which_gpu_it_needs(capsys, monkeypatch, cifar_root, tmp_path):
     """A bf16 run requeued by Slurm onto a T4: its precision is the run's own, so the answer is not
     another precision but another GPU. One line names the card, the run's precision and what to do;

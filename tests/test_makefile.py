@@ -13,7 +13,7 @@ import runs
 import study
 import test_study
 import train
-from conftest import MAKE, ROOT, snapshot, write_run
+from conftest import A_RUN, MAKE, ROOT, snapshot, write_run
 
 STUDY = study.load()
 
@@ -166,6 +166,7 @@ def archive_only(folder, cifar_root):
     return folder
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward')
 @pytest.mark.slow
 def test_a_quick_try_under_j3_on_a_fresh_data_folder_then_the_real_target(cifar_root, tmp_path):
     """The first hour, as a student meets it: three runs at once (-j3) on a data folder that holds
@@ -185,6 +186,7 @@ def test_a_quick_try_under_j3_on_a_fresh_data_folder_then_the_real_target(cifar_
     assert real.stderr.count('epochs 1, not 15; batch-size 10, not 128; train-subset 20, not none; eval-subset 10, not none') == 3
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward')
 @pytest.mark.slow
 def test_a_diverged_run_ends_and_the_study_goes_on(cifar_root, tmp_path):
     """Three tiny runs in a row, the first of which diverges (the lr sweep, its lr 0.1 made 1e12 in the

@@ -1,4 +1,5 @@
 """model.py promises the CIFAR ResNet-18: torchvision's ResNet-18 with a 3x3 stem and no max-pool."""
+import pytest
 import torch
 from torch import nn
 import torchvision
@@ -20,11 +21,13 @@ def test_parameter_count_is_the_known_one():
     assert count == sum(p.numel() for p in torchvision_cifar_resnet18().parameters())
 
 
+@pytest.mark.exercise('BasicBlock.forward')
 def test_output_is_one_logit_per_class():
     assert ResNet18()(torch.randn(5, 3, 32, 32)).shape == (5, 10)
     assert ResNet18(num_classes=100)(torch.randn(2, 3, 32, 32)).shape == (2, 100)
 
 
+@pytest.mark.exercise('BasicBlock.forward')
 def test_computes_what_torchvision_computes_with_the_same_weights():
     torch.manual_seed(0)
     ours, reference = ResNet18(), torchvision_cifar_resnet18()
@@ -41,6 +44,7 @@ def test_computes_what_torchvision_computes_with_the_same_weights():
         torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.exercise('BasicBlock.forward')
 def test_gradients_reach_every_parameter():
     net = ResNet18()
     net(torch.randn(2, 3, 32, 32)).sum().backward()

@@ -19,8 +19,9 @@ import pytest
 
 import figures
 import report
+import stats
 import study
-from conftest import MAKE, ROOT, write_run
+from conftest import A_RUN, MAKE, ROOT, write_run
 from stats import binomial_se, mcnemar_p, t_p
 
 STUDY = study.load()
@@ -53,6 +54,20 @@ def conclusions(text):
         claim = cells[0] or claim
         rows[claim, cells[1]] = cells[2:]
     return rows
+
+
+def settling(text):
+    """{comparison: cells} of the Conclusions' second table: the report's verdict with Holm's
+    correction, ours with it, and the seeds to settle; and the sentence under it."""
+    section = text[text.index('### With Holm'):]
+    lines = section.splitlines()
+    rows = {}
+    for line in lines[4:]:
+        if not line.startswith('|'):
+            break
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        rows[cells[0]] = cells[1:]
+    return rows, lines[4 + len(rows) + 1]
 
 
 LR_CLAIM = 'lr 0.01 is the best of three rates at 15 epochs'
@@ -111,6 +126,7 @@ def test_missing_runs_are_skipped_with_a_line_each(tmp_path, capsys):
     assert row(tables, 'wd 1e-2', 'ours')[2:5] == ['', '0', 'no run']
 
 
+@pytest.mark.exercise('mcnemar_p')
 def test_two_runs_on_the_same_images_are_compared_image_by_image(tmp_path):
     """McNemar's exact test by hand. Of 10 validation images, lr 0.01 gets 0-6 right and lr 0.1
     gets 0, 1, 2 and 7: 4 images right only at lr 0.01 (3, 4, 5, 6), 1 only at lr 0.1 (7).
@@ -124,6 +140,24 @@ def test_two_runs_on_the_same_images_are_compared_image_by_image(tmp_path):
     assert ours.startswith('+30.00 ± ') and verdict == 'within noise'
 
 
+@pytest.mark.exercise('mcnemar_p')
+def test_one_run_each_counts_seeds_to_settle_from_the_binomial_floor(tmp_path):
+    """The pair above: 70% and 40% on 10 images, one run each, within noise. A seed's spread is at
+    least the binomial se of each: se² = 0.7 × 0.3 / 10 = 0.021 and 0.4 × 0.6 / 10 = 0.024, pooled
+    sd = √((0.021 + 0.024) / 2) = √0.0225 = 0.15. The margin 0.30 is d = 0.30 / 0.15 = 2 sd. At
+    d = 2 the power of the t-test is 0.790542 with 5 seeds a setting and 0.876418 with 6
+    (scipy.stats.nct, written down in tests/test_stats.py): 6 seeds, at least, since training
+    noise adds to the floor."""
+    small = {'train': 40000, 'val': 10, 'test': 10}
+    write_run(tmp_path / 'runs/lr-sweep/lr0.01/seed0', {}, (0.7,), small, right=[True] * 7 + [False] * 3)
+    write_run(tmp_path / 'runs/lr-sweep/lr0.1/seed0', {'lr': 0.1}, (0.4,), small,
+              right=[True] * 3 + [False] * 4 + [True] + [False] * 2)
+    rows, _ = settling(tables_of(tmp_path / 'runs', tmp_path))
+    assert rows['lr 0.01 against lr 0.1'][2] == 'at least 6 a setting: training noise adds'
+    assert math.sqrt((0.7 * 0.3 / 10 + 0.4 * 0.6 / 10) / 2) == pytest.approx(0.15)
+
+
+@pytest.mark.exercise('welch')
 def test_seeds_on_both_sides_are_compared_by_welch_s_t(tmp_path):
     """Three seeds a side. lr 0.01: 86, 87, 88% (mean 87, sd 1, sem 1/sqrt 3); lr 0.1: 80, 82,
     84% (mean 82, sd 2, sem 2/sqrt 3). t = 5 / sqrt(1/3 + 4/3) = 3.873; Welch's
@@ -136,6 +170,49 @@ def test_seeds_on_both_sides_are_compared_by_welch_s_t(tmp_path):
     assert test == f'Welch t {t:.1f}, df 2, 3 and 3 seeds: p = {t_p(t, 2):.3f}' and t == pytest.approx(3.873, abs=1e-3)
     assert ours == f'+5.00 ± {100 * math.sqrt(0.0005 / 3):.2f} (se)'
     assert verdict == 'within noise'  # p = 0.061: five points, yet three seeds a side cannot tell
+
+
+@pytest.mark.exercise('welch')
+def test_seeds_to_settle_from_the_seeds_sd_is_cohen_s_table(tmp_path):
+    """Three seeds of each rate. lr 0.01: 86, 87, 88% (sd 1 point); lr 0.1: 85, 86, 87% (sd 1);
+    lr 0.001: 86.5, 87.5, 88.5% (sd 1). Both within noise: Welch t = 1 / √(2/3) = 1.22, df 4,
+    p = 0.29; and t = -0.5 / √(2/3) = -0.61, p = 0.57. Their seeds measure the spread, so no floor:
+    lr 0.1's margin is d = 1 / 1 = 1 sd, which Cohen's (1988) Table 2.4.1 prints as 17 a setting
+    for power 0.80 at two-sided 0.05; lr 0.001's is d = 0.5, which it prints as 64: past the cap."""
+    for lr, accs in (('0.01', (0.86, 0.87, 0.88)), ('0.1', (0.85, 0.86, 0.87)), ('0.001', (0.865, 0.875, 0.885))):
+        for seed, acc in enumerate(accs):
+            write_run(tmp_path / f'runs/lr-sweep/lr{lr}/seed{seed}', {'lr': float(lr), 'seed': seed}, (acc,))
+    tables = tables_of(tmp_path / 'runs', tmp_path)
+    assert [conclusions(tables)[LR_CLAIM, rival][-1] for rival in ('lr 0.1', 'lr 0.001')] == ['within noise'] * 2
+    rows, _ = settling(tables)
+    assert rows['lr 0.01 against lr 0.1'][2] == '17 a setting'
+    assert rows['lr 0.01 against lr 0.001'][2] == 'about 64 a setting, past the cap of 20'
+    assert rows['cosine against constant'][2] == 'at least 6 a setting: training noise adds'  # no runs: the report's
+
+
+@pytest.mark.exercise('welch')
+def test_holm_s_correction_across_our_comparisons(tmp_path):
+    """Two seeds a setting, each pair 2 points apart (sd √2 points, sem 1): lr 0.01 at 86, 88%;
+    lr 0.1 at 78, 80%; lr 0.001 at 79, 81%. Welch's se = √(1² + 1²) = √2 points and df =
+    (2)² / (1 + 1) = 2, where the t table has a closed form, p = 1 - |t| / √(2 + t²):
+        lr 0.1:   t = 8 / √2, t² = 32,   p = 1 - √(32 / 34)   = 0.0299
+        lr 0.001: t = 7 / √2, t² = 24.5, p = 1 - √(24.5 / 26.5) = 0.0385
+    Each alone is below 0.05: reproduced. As a family of two, Holm holds the smaller to 0.05 / 2 =
+    0.025, which 0.0299 is not below, and stops: both within noise, though 0.0385 < 0.05 / 1."""
+    for lr, accs in (('0.01', (0.86, 0.88)), ('0.1', (0.78, 0.80)), ('0.001', (0.79, 0.81))):
+        for seed, acc in enumerate(accs):
+            write_run(tmp_path / f'runs/lr-sweep/lr{lr}/seed{seed}', {'lr': float(lr), 'seed': seed}, (acc,))
+    tables = tables_of(tmp_path / 'runs', tmp_path)
+    assert [conclusions(tables)[LR_CLAIM, rival][-1] for rival in ('lr 0.1', 'lr 0.001')] == ['reproduced'] * 2
+    rows, under = settling(tables)
+    assert rows['lr 0.01 against lr 0.1'][1] == 'within noise: p = 0.030, not below 0.05/2 = 0.0250'
+    assert rows['lr 0.01 against lr 0.001'][1] == ('within noise: p = 0.038, below 0.05/1 = 0.0500, '
+                                                   'but a smaller p was not below its own')
+    assert rows['lr 0.01 against lr 0.1'][2] == ''  # reproduced, alone: nothing to settle
+    assert rows['cosine against constant'][1] == ''  # not run: not of the family
+    assert 1 - math.sqrt(32 / 34) == pytest.approx(0.0299, abs=1e-4) and t_p(math.sqrt(32), 2) == pytest.approx(1 - math.sqrt(32 / 34))
+    assert ('Of the 2 with a test of ours, about 2 × 0.05 = 0.10 would be beyond noise by chance alone at '
+            'α 0.05, were no setting better than another: 2 are at p < 0.05, and 0 stay beyond noise') in under
 
 
 def test_figure_10_draws_95_percent_intervals_by_student_s_t_for_seeds(tmp_path):
@@ -195,6 +272,50 @@ def test_conclusions_from_the_report_s_numbers_alone(tmp_path, capsys):
     assert rows['cosine annealing beats a constant rate', 'constant'][1] == 'no, p = 0.155'
 
 
+def test_the_report_s_margins_within_noise_and_the_seeds_that_would_settle_them(tmp_path):
+    """The report's numbers, one run each, on 10,000 images: a seed's spread is at least the
+    binomial se, pooled over the two settings, sd = √((a(1 - a) + b(1 - b)) / 2 / 10,000).
+
+    p 0.5 against p 0.8: 94.74 - 94.64 = 0.10 points. sd = √((0.9474 × 0.0526 + 0.9464 × 0.0536) / 2
+    / 10⁴) = √(5.028e-6) = 0.2242 points, so d = 0.10 / 0.2242 = 0.446. Guenther's formula (stats):
+    2 (1.95996 + 0.84162)² / 0.446² + 1.95996² / 4 = 2 × 7.8489 / 0.19889 + 0.9604 = 78.93 + 0.96
+    = 79.89, so about 80 seeds a setting, at least. At the cap, 20 seeds, the power is far short:
+    the margin is d √(20 / 2) = 1.41 standard errors, t_critical(38) = 2.024 of them needed, and
+    Φ(1.41 - 2.02) = Φ(-0.61) = 0.27 (exactly, with the noncentral t: 0.28).
+
+    scale (0.02, 0.33) against (0.17, 0.5): 94.62 - 94.33 = 0.29 points. sd = √((0.9462 × 0.0538 +
+    0.9433 × 0.0567) / 2 / 10⁴) = 0.2285 points, d = 1.269. Guenther: 2 × 7.8489 / 1.6113 + 0.96 =
+    10.70, so 11. By the power at 10 and 11 seeds, as above: d √5 = 2.838 against t_critical(18)
+    = 2.101, Φ(0.737) = 0.770; d √5.5 = 2.977 against t_critical(20) = 2.086, Φ(0.891) = 0.813:
+    11 is the first past 0.80 (exactly 0.766 and 0.808).
+
+    Holm across the 11: the report's five margins beyond noise have the five smallest p. The
+    fifth, wd 1e-2 against 5e-4, z = 0.94 / √(0.9451 × 0.0549 + 0.9357 × 0.0643) × 100 = 0.94 /
+    0.3347 = 2.808, p = 0.0050, is held to 0.05 / (11 - 4) = 0.0071: beyond noise still. The sixth,
+    cosine against constant, p = 0.155 against 0.05 / 6 = 0.0083: within. Chance alone would pass
+    about 11 × 0.05 = 0.55 of them."""
+    rows, under = settling(tables_of(tmp_path / 'no-runs', tmp_path))
+    assert len(rows) == 11
+    assert rows['p 0.5 against p 0.8'][2] == 'at least about 80 a setting, past the cap of 20: training noise adds'
+    assert rows['scale (0.02, 0.33) against scale (0.17, 0.5)'][2] == 'at least 11 a setting: training noise adds'
+    sd = math.sqrt((0.9474 * 0.0526 + 0.9464 * 0.0536) / 2 / 10_000)
+    assert sd == pytest.approx(0.002242, abs=1e-6) and stats.t_test_power(0.001, sd, 20) == pytest.approx(0.28, abs=0.005)
+    sd = math.sqrt((0.9462 * 0.0538 + 0.9433 * 0.0567) / 2 / 10_000)
+    assert stats.t_test_power(0.0029, sd, 10) < 0.8 < stats.t_test_power(0.0029, sd, 11)
+    beyond = {'lr 0.01 against lr 0.1', 'lr 0.01 against lr 0.001', 'wd 1e-2 against wd 5e-4',
+              'p 1.0 against no erasing (wd 5e-4)', 'scale (0.02, 0.33) against scale (0.33, 0.67)'}
+    for comparison, (theirs, ours, seeds) in rows.items():
+        assert theirs.startswith('beyond noise: ' if comparison in beyond else 'within noise: '), comparison
+        assert ours == '' and (seeds == '') == (comparison in beyond), comparison
+    assert rows['wd 1e-2 against wd 5e-4'][0] == 'beyond noise: p = 0.005, below 0.05/7 = 0.0071'
+    assert rows['cosine against constant'][0] == 'within noise: p = 0.155, not below 0.05/6 = 0.0083'
+    assert under.startswith('Of these 11 comparisons, by the report\'s numbers, about 11 × 0.05 = 0.55 would be beyond '
+                            'noise by chance alone at α 0.05, were no setting better than another: 5 are at p < 0.05, '
+                            'and 5 stay beyond noise with Holm\'s correction')
+    assert under.endswith('None has a test of ours yet.')
+
+
+@pytest.mark.exercise('balanced_split')
 def test_table1_counts_each_class_of_the_split(tmp_path, cifar_root):
     """The fake data set has 25 training images of each class; a fifth of each is held out: 20
     and 5 of each, a tenth of each split. Every table says how its uncertainties are computed."""
@@ -205,6 +326,10 @@ def test_table1_counts_each_class_of_the_split(tmp_path, cifar_root):
 
 # ---------------------------------------------------------------------------------------------
 # A small study run for real by make (slow): the figures.
+
+
+# What the small study below needs of the handout's exercises: runs of ResNet-18, Figures 1 and 3, Welch on two seeds.
+STUDY_EXERCISES = pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr', 'welch')
 
 
 @pytest.fixture(scope='module')
@@ -231,6 +356,7 @@ def study(cifar_root, tmp_path_factory):
 
 
 @pytest.mark.slow
+@STUDY_EXERCISES
 def test_each_figure_with_runs_is_written_as_png(study):
     _, out, stdout = study
     for name in ['figure1_first_batch.png', 'figure2_lr-sweep.png', 'figure3_cosine.png', 'figure4_schedule.png',
@@ -241,6 +367,7 @@ def test_each_figure_with_runs_is_written_as_png(study):
 
 
 @pytest.mark.slow
+@STUDY_EXERCISES
 def test_tables_only_writes_no_figure(study, cifar_root, tmp_path):
     runs, _, _ = study
     result = subprocess.run([sys.executable, os.path.join(ROOT, 'report.py'), '--tables', '--runs', str(runs),
@@ -250,6 +377,7 @@ def test_tables_only_writes_no_figure(study, cifar_root, tmp_path):
 
 
 @pytest.mark.slow
+@STUDY_EXERCISES
 def test_a_one_column_figure_s_title_fits(study):
     """Seen in the lr sweep with one setting run: the figure's title was cut at its edges."""
     runs, _, _ = study
@@ -266,6 +394,7 @@ def test_a_one_column_figure_s_title_fits(study):
 
 
 @pytest.mark.slow
+@STUDY_EXERCISES
 def test_the_tables_hold_what_train_py_wrote(study):
     """The same numbers, from runs train.py made: two seeds of each rate, and one unfinished run."""
     runs, out, _ = study

@@ -19,7 +19,8 @@ import data
 import locks
 import runs
 import train
-from conftest import DEVICES, MAKE, TinyNet, make_cifar, metrics, one_line_error, snapshot, train_py, without_seconds
+from conftest import (A_RUN, DEVICES, MAKE, TinyNet, make_cifar, metrics, one_line_error, snapshot, train_py,
+                      without_seconds)
 
 QUICK = ['--epochs', '2', '--cosine', '--lr', '0.05', '--erase-p', '0.5', '--train-subset', '100', '--eval-subset', '30',
          '--batch-size', '40', '--precision', 'fp32', '--device', 'cpu']
@@ -42,6 +43,7 @@ def finished(tiny, cifar_root, tmp_path):
     return out
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_a_run_writes_every_file_with_every_key(finished):
     config = json.load(open(os.path.join(finished, 'config.json')))
     assert {'flags', 'torch', 'device', 'device_name', 'compute_capability', 'cuda_visible_devices', 'host',
@@ -56,6 +58,7 @@ def test_a_run_writes_every_file_with_every_key(finished):
     assert sorted(os.listdir(finished)) == ['checkpoint.pt', 'config.json', 'lock', 'metrics.jsonl', 'predictions.pt', 'summary.json']
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_the_test_set_is_scored_once_by_the_final_weights(finished, cifar_root):
     """summary.json's test numbers and predictions.pt are those of the last epoch's weights in
     evaluation mode, computed here by hand from the checkpoint; the validation predictions give the
@@ -114,6 +117,7 @@ def assert_same_run(ours, reference):
     assert all(torch.equal(saved[0][s]['pred'], saved[1][s]['pred']) for s in ('val', 'test'))
 
 
+@pytest.mark.exercise(*A_RUN)
 def test_a_killed_and_resumed_run_is_the_run_never_interrupted(cifar_root, tmp_path):
     """fp16 with its loss scaler, and erasing, with the small network in processes of their own:
     a resume that forgot the momentum, the scaler's state (its count of steps since the last
@@ -129,6 +133,7 @@ def test_a_killed_and_resumed_run_is_the_run_never_interrupted(cifar_root, tmp_p
     assert checkpoint(whole)['scaler']['_growth_tracker'] == 20 * 200 // 25
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr')
 @pytest.mark.slow
 @pytest.mark.parametrize('device', DEVICES)
 def test_a_killed_and_resumed_resnet18_run_is_the_run_never_interrupted(cifar_root, tmp_path, device):
@@ -140,6 +145,7 @@ def test_a_killed_and_resumed_resnet18_run_is_the_run_never_interrupted(cifar_ro
     assert_same_run(tmp_path / 'killed', tmp_path / 'whole')
 
 
+@pytest.mark.exercise(*A_RUN)
 @pytest.mark.slow
 def test_a_compiled_run_killed_and_resumed_is_the_run_never_interrupted(cifar_root, tmp_path):
     """A plain --resume keeps --compile, and each batch shape keeps its own kernels (75 images in
@@ -153,6 +159,7 @@ def test_a_compiled_run_killed_and_resumed_is_the_run_never_interrupted(cifar_ro
     assert_same_run(tmp_path / 'killed', tmp_path / 'whole')
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward')
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path):
     out = str(tmp_path / 'interrupted')
@@ -176,17 +183,20 @@ def unfinished(folder):
     return folder
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_an_occupied_folder_is_refused_and_left_as_it_was(capsys, tiny, finished, cifar_root):
     before = snapshot(finished)
     err = one_line_error(capsys, [*QUICK, '--data-dir', cifar_root, '--out', finished], 1)
     assert 'already holds a run' in err and '--resume' in err and snapshot(finished) == before
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_force_starts_over(tiny, finished, cifar_root):
     tiny(*QUICK, '--lr', '0.1', '--epochs', '1', '--data-dir', cifar_root, '--out', finished, '--force')
     assert json.load(open(os.path.join(finished, 'config.json')))['flags']['lr'] == 0.1 and len(metrics(finished)) == 1
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_resume_takes_the_run_s_own_flags(tiny, finished, cifar_root, capsys):
     unfinished(finished)
     tiny('--resume', '--out', finished, '--data-dir', cifar_root)  # nothing left but the test set: it finishes
@@ -195,6 +205,7 @@ def test_resume_takes_the_run_s_own_flags(tiny, finished, cifar_root, capsys):
     assert 'has finished (summary.json): nothing to resume' in capsys.readouterr().out
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_a_run_from_before_a_knob_existed_still_resumes(tiny, finished, cifar_root, capsys):
     """As if --momentum had been added to train.py after the run started: neither its config.json
     nor its checkpoint has the key. The run had the default then, has it now, and resumes."""
@@ -208,6 +219,7 @@ def test_a_run_from_before_a_knob_existed_still_resumes(tiny, finished, cifar_ro
     assert 'epoch 3 of 2' in capsys.readouterr().out and runs.state(finished) == 'finished'
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_resume_refuses_flags_that_contradict_the_run(capsys, tiny, finished, cifar_root):
     before = snapshot(unfinished(finished))
     err = one_line_error(capsys, ['--resume', '--out', finished, '--lr', '0.1', '--data-dir', cifar_root], 2)
@@ -216,6 +228,7 @@ def test_resume_refuses_flags_that_contradict_the_run(capsys, tiny, finished, ci
     assert 'nothing to resume' in err and snapshot(finished) == before
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_a_checkpoint_of_another_configuration_is_refused(capsys, tiny, finished, cifar_root, tmp_path):
     other = str(tmp_path / 'other')
     tiny(*QUICK, '--seed', '1', '--data-dir', cifar_root, '--out', other)
@@ -225,6 +238,7 @@ def test_a_checkpoint_of_another_configuration_is_refused(capsys, tiny, finished
     assert 'another configuration (differs in: seed)' in err and snapshot(other) == before
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_an_unreadable_checkpoint_is_refused(capsys, tiny, finished, cifar_root):
     with open(os.path.join(unfinished(finished), 'checkpoint.pt'), 'r+b') as f:
         f.truncate(1000)
@@ -233,6 +247,7 @@ def test_an_unreadable_checkpoint_is_refused(capsys, tiny, finished, cifar_root)
     assert 'unreadable' in err and snapshot(finished) == before
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 def test_a_checkpoint_from_an_older_train_py_is_refused(capsys, tiny, finished, cifar_root):
     """One without the fp16 scaler's state and the last predictions, as train.py wrote them before."""
     state = checkpoint(unfinished(finished))
@@ -258,6 +273,7 @@ def test_a_truncated_batch_file_is_one_line_and_writes_nothing(capsys, tiny, tmp
     assert 'test_batch is not a CIFAR-10 batch file' in err and not (tmp_path / 'run').exists()
 
 
+@pytest.mark.exercise('balanced_split')
 @pytest.mark.parametrize('flags', [['--train-subset', '201'], ['--eval-subset', '51']])
 def test_a_subset_larger_than_the_data_is_one_line_and_writes_nothing(capsys, tiny, cifar_root, tmp_path, flags):
     """Only the data set knows how many images there are: 200 training images in the fake one."""
@@ -286,6 +302,7 @@ def wait_for(condition, what, timeout=120):
         time.sleep(0.05)
 
 
+@pytest.mark.exercise(*A_RUN)
 @pytest.mark.slow
 def test_a_second_process_on_a_run_s_folder_is_refused_at_once(capsys, tiny, cifar_root, tmp_path):
     """Two processes on one folder: the second gets one line naming the folder and the process that
@@ -333,6 +350,7 @@ def mounted_tmpfs(folder, kilobytes):
         pytest.skip(f'cannot mount a tmpfs here ({mounted.stderr.strip()}): the out-of-space test needs root')
 
 
+@pytest.mark.exercise(*A_RUN)
 @pytest.mark.slow
 def test_a_full_disk_stops_the_run_with_one_line_and_its_last_checkpoint_whole(capsys, tiny, cifar_root, tmp_path):
     """A tmpfs with room for one checkpoint and a half: the first is written, the second cannot be.
@@ -363,6 +381,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_its_last_checkpoint_whole(c
         subprocess.run(['umount', str(disk)], check=True)
 
 
+@pytest.mark.exercise(*A_RUN)
 @pytest.mark.parametrize('precision', ['fp32', 'fp16'])
 def test_a_run_that_diverges_stops_and_says_so(capsys, tiny, cifar_root, tmp_path, precision):
     """A learning rate of 1e12 makes the loss nan or inf within an epoch or two: the run stops there with
@@ -385,6 +404,7 @@ def test_a_run_that_diverges_stops_and_says_so(capsys, tiny, cifar_root, tmp_pat
     assert runs.state(out) == 'finished'
 
 
+@pytest.mark.exercise('train_one_epoch')
 def test_an_overflowing_fp16_step_is_not_divergence(monkeypatch):
     """In fp16 the scaler skips a step whose loss overflowed, and the model is as it was: the
     epoch's loss is that of the other batches, a number, and the run goes on. Two batches of six
@@ -419,6 +439,7 @@ def status_lines(runs_dir, *make_args):
     return {line.split()[0]: re.split(r'\s{2,}', line)[1:] for line in shown.splitlines()}
 
 
+@pytest.mark.exercise(*A_RUN, 'cosine_lr')
 @pytest.mark.slow
 def test_status_tells_each_run_of_a_study_in_progress(tiny, cifar_root, tmp_path):
     """The lr sweep with two seeds: finished, interrupted, running, diverged, not started. A running
@@ -452,6 +473,7 @@ def test_status_tells_each_run_of_a_study_in_progress(tiny, cifar_root, tmp_path
     assert after[0] == 'interrupted' and 'left' not in after[-1]
 
 
+@pytest.mark.exercise(*A_RUN)
 @pytest.mark.slow
 def test_the_gpu_pool_gives_each_run_a_gpu_no_other_run_holds(cifar_root, tmp_path):
     """Two GPUs, four runs, no GPU needed: a pool is locks, and each run records the GPU it took.

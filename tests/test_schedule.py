@@ -7,6 +7,7 @@ import torch
 from schedule import cosine_lr, lr_at
 
 
+@pytest.mark.exercise('cosine_lr')
 @pytest.mark.parametrize('epochs, lr_max, lr_min', [(300, 0.01, 0.0), (15, 0.1, 0.0), (50, 0.05, 1e-4)])
 def test_cosine_equals_torch_cosine_annealing_over_a_whole_run(epochs, lr_max, lr_min):
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr_max)
@@ -18,6 +19,7 @@ def test_cosine_equals_torch_cosine_annealing_over_a_whole_run(epochs, lr_max, l
         scheduler.step()
 
 
+@pytest.mark.exercise('cosine_lr')
 def test_cosine_by_hand():
     assert cosine_lr(0, 300, 0.01) == 0.01                           # starts at lr_max
     assert cosine_lr(150, 300, 0.01) == pytest.approx(0.005)         # half way: the mean of max and min
@@ -25,6 +27,7 @@ def test_cosine_by_hand():
     assert cosine_lr(300, 300, 0.01, 0.001) == pytest.approx(0.001)  # would end at lr_min
 
 
+@pytest.mark.exercise('cosine_lr')
 def test_constant_schedule_is_the_trivial_case():
     assert [lr_at(e, 15, 0.1, cosine=False) for e in range(15)] == [0.1] * 15
     assert lr_at(7, 15, 0.1, cosine=True) == cosine_lr(7, 15, 0.1)

@@ -10,6 +10,7 @@ from Debian's packages (`apt-get install -y slurm-wlm munge`, which .ci/run does
 configuration and state in a temporary folder. Where Slurm is missing, the tests that need the
 cluster are skipped, with the reason."""
 import contextlib
+import json
 import os
 import random
 import re
@@ -26,7 +27,7 @@ import data
 import slurm
 import test_makefile
 import test_study
-from conftest import MAKE, ROOT, metrics, train_py, without_seconds
+from conftest import A_RUN, MAKE, ROOT, metrics, train_py, without_seconds
 
 DAEMONS = ('munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scontrol', 'scancel', 'sinfo')
 PATH = os.environ.get('PATH', '') + ':/usr/sbin:/sbin'
@@ -175,6 +176,7 @@ def job_ended(env, job):
     return shown.returncode != 0 or not shown.stdout.strip()  # gone, or forgotten already
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward')
 @on_a_cluster
 def test_the_study_runs_on_slurm_through_a_requeue_and_a_time_limit(cluster, cifar_root, tmp_path):
     """The lr sweep as a job array of three tasks. As they train, task 0 is requeued (what
@@ -230,6 +232,7 @@ def test_a_task_whose_run_cannot_start_on_its_node_fails_once_and_is_not_requeue
     assert log.count(' start ') == 1 and 'make ended with status 2' in log, log
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward')
 @on_a_cluster
 def test_an_experiment_added_to_study_toml_is_submitted_as_the_others_are(cluster, cifar_root, tmp_path):
     """The README's worked example, one edit in a copy of the project, submitted to the cluster:
@@ -248,3 +251,38 @@ def test_an_experiment_added_to_study_toml_is_submitted_as_the_others_are(cluste
     for folder in ('m0.9', 'm0'):
         log = (runs_dir / 'momentum' / folder / 'seed0' / 'slurm.log').read_text()
         assert (runs_dir / 'momentum' / folder / 'seed0' / 'summary.json').exists() and 'make ended with status 0' in log, log
+
+
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr', 'welch')
+@on_a_cluster
+def test_make_seeds_runs_each_round_as_one_array_and_plans_the_next_once_it_has_ended(cluster, cifar_root, tmp_path):
+    """make seeds EXP=schedule MAX_SEEDS=3 SLURM=--time=30, with one-epoch runs. At one epoch,
+    cosine's one rate is lr 0.01, the constant rate: the two settings make the same run for each
+    seed (one thread each), a margin of 0, so their comparison stays open to the cap. Round 1 is one
+    array of four runs (seeds 0 and 1 of each), round 2 one of two (seed 2 of each), each waited for
+    by sbatch --wait: round 2's runs start after round 1's have ended. Then it stops."""
+    runs_dir = tmp_path / 'runs'
+    args = f'ARGS=--epochs 1 --train-subset 20 --eval-subset 10 --batch-size 10 --device cpu --data-dir {cifar_root}'
+    # sbatch --wait asks after 2 s whether the job has ended, then 8 s later, then every 32 s, unless
+    # its slurm.conf's MinJobAge is below 4 s (Slurm 22.05, sbatch.c, _job_wait): a copy that says so,
+    # read by sbatch alone, keeps it asking every 2 s, which saves half a minute here. The cluster's
+    # daemons, which purge ended jobs after MinJobAge, keep their own.
+    conf = tmp_path / 'slurm.conf'
+    conf.write_text(open(cluster['SLURM_CONF']).read() + 'MinJobAge=3\n')
+    made = subprocess.run([*MAKE, 'seeds', f'RUNS={runs_dir}', 'EXP=schedule', 'MAX_SEEDS=3', args, 'SLURM=--time=30'],
+                          env=cluster | {'OMP_NUM_THREADS': '1', 'SLURM_CONF': str(conf)}, capture_output=True,
+                          text=True, timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert re.findall(r'submitted job \d+: (\d) of \1 runs', made.stdout) == ['4', '2'], made.stdout
+    assert 'one Slurm job array, seeds-round1, waited for' in made.stdout
+    assert '  at the cap: cosine against constant: within noise at 3 seeds a setting: +0.00' in made.stdout
+    assert made.stdout.count('done after 2 rounds: no comparison is open') == 1
+    rounds = [[runs_dir / 'schedule' / setting / f'seed{n}' for setting in ('constant', 'cosine') for n in seeds]
+              for seeds in ((0, 1), (2,))]
+    for folder in rounds[0] + rounds[1]:
+        assert 'make ended with status 0' in (folder / 'slurm.log').read_text(), folder
+    ended = max(json.loads((folder / 'summary.json').read_text())['finished'] for folder in rounds[0])
+    started = min(json.loads((folder / 'config.json').read_text())['started'] for folder in rounds[1])
+    assert ended < started
+    assert sorted(os.listdir(runs_dir / 'schedule' / 'cosine')) == ['seed0', 'seed1', 'seed2']
+

@@ -36,10 +36,12 @@ def test_mean_sd_sem_by_hand():
     (6, 0, 2 / 64),               # 6 to 0: 2 / 2^6
     (1, 0, 1.0),                  # one disagreement proves nothing: 2 / 2 capped at 1
 ])
+@pytest.mark.exercise('mcnemar_p')
 def test_mcnemar_exact_by_hand(b, c, p):
     assert mcnemar_p(b, c) == pytest.approx(p, rel=1e-12)
 
 
+@pytest.mark.exercise('mcnemar_p')
 def test_mcnemar_holds_for_thousands_of_disagreements():
     """No overflow at the sizes 10,000 images give, and there the normal approximation with a
     continuity correction, z = (|b - c| - 1) / sqrt(b + c) (Edwards 1948), is close."""
@@ -74,6 +76,7 @@ def test_t_critical_is_the_t_table(df, alpha, t):
     assert t_p(t_critical(df, alpha), df) == pytest.approx(alpha, rel=1e-9)
 
 
+@pytest.mark.exercise('welch')
 def test_welch_by_hand():
     """Two settings, three seeds each: means 0.95 and 0.94, each sd 0.01, so each sem 0.01/sqrt(3):
     t = 0.01 / sqrt(2 0.01^2 / 3) = 1.22, df = 4 (equal spreads: 3 + 3 - 2)."""
@@ -84,6 +87,7 @@ def test_welch_by_hand():
     assert welch(0.9, 0.0, 2, 0.9, 0.0, 2)[2] == 1.0 and welch(0.91, 0.0, 2, 0.9, 0.0, 2)[2] == 0.0
 
 
+@pytest.mark.exercise('welch')
 def test_welch_degrees_of_freedom_with_unequal_spreads_and_seeds_by_hand():
     """Where Welch differs from Student: 2 seeds with sem 0.01 against 10 seeds with sem 0.002.
         df = (0.01^2 + 0.002^2)^2 / (0.01^4 / (2 - 1) + 0.002^4 / (10 - 1))
@@ -177,6 +181,7 @@ def _study(rng, difference, seeds=5):
         b.append(rng.gauss(0, 1))
 
 
+@pytest.mark.exercise('welch')
 def test_looking_after_every_round_needs_the_sequential_threshold():
     """4,000 studies with no true difference, looked at after 2, 3, 4 and 5 seeds, stopping at the
     first look that calls a difference. At p < 0.05 on every look, noise passes in about 7% of
@@ -194,6 +199,7 @@ def test_looking_after_every_round_needs_the_sequential_threshold():
     assert naive > bound  # the simulation is sharp enough to catch the naive rule
 
 
+@pytest.mark.exercise('welch')
 def test_sequential_looks_still_find_a_large_difference():
     """With a true difference of 2 sd, the sequential rule finds it in about half the studies
     within 5 seeds, most of them at the later looks. For scale, one look at 5 seeds and the same

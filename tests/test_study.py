@@ -13,7 +13,7 @@ import pytest
 import report
 import study
 import train
-from conftest import MAKE, ROOT, write_run
+from conftest import A_RUN, MAKE, ROOT, write_run
 
 STUDY = study.load()
 
@@ -153,6 +153,7 @@ def test_study_md_gives_the_report_s_numbers_as_the_file_does():
 # Experiments beyond the report, and runs from before a knob existed.
 
 
+@pytest.mark.exercise('mcnemar_p')
 def test_an_experiment_beyond_the_report_gets_a_table_a_verdict_and_its_points(tmp_path, capsys):
     """The worked example with one run a setting, written by hand: momentum 0.9 gets 7 of 10
     validation images right, momentum 0 gets 3 of them (the first 3): McNemar on 4 against 0
@@ -196,6 +197,7 @@ def test_a_run_from_before_a_knob_existed_keeps_its_row(tmp_path):
 # The worked example, end to end, in a copy of the project.
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr', 'mcnemar_p')
 @pytest.mark.slow
 def test_the_worked_example_end_to_end(cifar_root, tmp_path):
     """One edit to study.toml in a copy of the project: make plans the experiment's runs, runs them

@@ -26,7 +26,8 @@ import data
 import hardware
 import train
 from augment import crop_flip, erase, sample_boxes, sample_crops
-from conftest import CUDA, DEVICES, PALETTE, ROOT, TinyNet, make_cifar, metrics, one_line_error, train_py, without_seconds
+from conftest import (A_RUN, CUDA, DEVICES, PALETTE, ROOT, TinyNet, make_cifar, metrics, one_line_error, train_py,
+                      without_seconds)
 
 CPU = torch.device('cpu')
 NO_AUTOCAST = contextlib.nullcontext  # fp32: train_one_epoch and evaluate enter it as they would autocast
@@ -70,7 +71,8 @@ AUGMENTATIONS = [(False, 0.0, (0.02, 0.33), (0.3, 3.3)), (True, 0.0, (0.02, 0.33
                  (False, 1.0, (0.33, 0.67), (1.0, 3.3))]
 
 
-@pytest.mark.parametrize('crop_and_flip, p, scale, ratio', AUGMENTATIONS)
+@pytest.mark.parametrize('crop_and_flip, p, scale, ratio', [  # crop and flip is an exercise of the handout
+    pytest.param(*a, marks=pytest.mark.exercise('crop_flip') if a[0] else ()) for a in AUGMENTATIONS])
 def test_batches_are_augmented_as_the_flags_say(crop_and_flip, p, scale, ratio):
     """The batches equal the augmentations written out by hand, with augment.py's samplers drawing
     from a generator seeded alike (tests/test_augment.py checks those against torchvision): crop
@@ -93,6 +95,7 @@ def test_batches_are_augmented_as_the_flags_say(crop_and_flip, p, scale, ratio):
 
 @pytest.mark.parametrize('knob, changed', [('crop_and_flip', False), ('erase_p', 0.5), ('erase_scale', (0.33, 0.67)),
                                            ('erase_ratio', (1.0, 3.3))])
+@pytest.mark.exercise('crop_flip')
 def test_each_augmentation_knob_changes_the_batches(knob, changed):
     """A knob that silently did nothing would leave the batches as they were."""
     images, labels = tiny_batches()
@@ -124,6 +127,7 @@ def plain_sgd_epoch(model, optimizer, batches):
     return loss_sum / n, right / n
 
 
+@pytest.mark.exercise('train_one_epoch')
 @pytest.mark.parametrize('lr, momentum, wd', [(0.05, 0.9, 5e-4), (0.2, 0.0, 0.0), (0.01, 0.5, 1e-2)])
 def test_an_epoch_is_plain_sgd_with_the_flags_values(monkeypatch, lr, momentum, wd):
     """train.build's fused SGD and train_one_epoch, against torch's plain SGD in a loop written out:
@@ -160,6 +164,7 @@ def trained_tiny_net():
     return model
 
 
+@pytest.mark.exercise('evaluate')
 def test_evaluation_uses_the_running_statistics_and_changes_nothing():
     """model.eval() is a lesson of its own: BatchNorm must normalise with the statistics it gathered
     in training, not the batch's, and evaluating must not update them."""
@@ -179,6 +184,7 @@ def test_evaluation_uses_the_running_statistics_and_changes_nothing():
     assert abs(in_train_mode - loss) > 1e-3
 
 
+@pytest.mark.exercise('crop_flip', 'train_one_epoch', 'evaluate')
 @pytest.mark.parametrize('device', DEVICES)
 def test_an_epoch_draws_nothing_from_torch_s_global_generators(monkeypatch, device):
     """Data order and augmentation have generators of their own, and nothing else is random: so the
@@ -255,7 +261,13 @@ def plain_pytorch_run(root, s):
     return rows
 
 
-@pytest.mark.parametrize('setting', SETTINGS)
+def exercises_of(s):
+    """The handout's exercises a setting's run needs: a run's, but crop and flip only where it has them,
+    and the cosine where it has that."""
+    return pytest.mark.exercise(*[e for e in A_RUN if e != 'crop_flip' or s['crop_flip']], *['cosine_lr'] * s['cosine'])
+
+
+@pytest.mark.parametrize('setting', [pytest.param(s, marks=exercises_of(s)) for s in SETTINGS])
 def test_a_run_is_its_loop_written_out_in_plain_pytorch(monkeypatch, cifar_root, tmp_path, setting):
     """Every flag of the study away from its default in one of two runs: the learning rate epoch by
     epoch, cosine or constant, momentum, weight decay, each erasing parameter, crop and flip, the
@@ -279,6 +291,7 @@ def skip_without_bf16_tensor_cores(device, precision):
         pytest.skip('this GPU has no bf16 tensor cores')
 
 
+@pytest.mark.exercise('train_one_epoch')
 @pytest.mark.parametrize('device', DEVICES)
 def test_fp16_steps_skip_overflows_as_gradscaler_s_reference_path_does(monkeypatch, device):
     """train.build's fused SGD takes the scaler's overflow flag as a tensor and skips on the device.
@@ -307,6 +320,7 @@ def test_fp16_steps_skip_overflows_as_gradscaler_s_reference_path_does(monkeypat
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.exercise('balanced_split', 'channel_stats', 'crop_flip', 'train_one_epoch')
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('precision', ['bf16', 'fp16'])
 def test_half_precision_learns_what_fp32_learns(monkeypatch, cifar_root, device, precision):
@@ -334,6 +348,7 @@ def test_half_precision_learns_what_fp32_learns(monkeypatch, cifar_root, device,
     assert ours[-1][1] > 0.5  # and both did learn: chance is 0.1
 
 
+@pytest.mark.exercise('crop_flip', 'train_one_epoch')
 @CUDA
 @pytest.mark.parametrize('precision', ['fp32', 'bf16', 'fp16'])
 def test_an_epoch_waits_for_the_gpu_only_to_read_its_sums(precision):
@@ -363,6 +378,7 @@ def test_an_epoch_waits_for_the_gpu_only_to_read_its_sums(precision):
     assert waits(4) == waits(1) > 0
 
 
+@pytest.mark.exercise(*A_RUN)
 @pytest.mark.parametrize('deterministic', [False, True])
 def test_deterministic_chooses_repeatable_kernels_and_otherwise_lets_cudnn_time_them(
         monkeypatch, cifar_root, tmp_path, deterministic):
@@ -441,6 +457,7 @@ def reference_run(cifar_root, tmp_path_factory):
     return on_device
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr')
 @pytest.mark.slow
 @pytest.mark.parametrize('device', DEVICES)
 def test_resnet18_learns(reference_run, device):
@@ -450,6 +467,7 @@ def test_resnet18_learns(reference_run, device):
     assert rows[-1]['val_loss'] < rows[0]['val_loss']
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr')
 @pytest.mark.slow
 @pytest.mark.parametrize('device', DEVICES)
 def test_the_same_flags_give_the_same_run(reference_run, cifar_root, tmp_path, device):
@@ -458,6 +476,7 @@ def test_the_same_flags_give_the_same_run(reference_run, cifar_root, tmp_path, d
     assert without_seconds(metrics(tmp_path / 'again')) == without_seconds(metrics(reference_run(device)))
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr')
 @pytest.mark.slow
 def test_another_seed_gives_another_run(reference_run, cifar_root, tmp_path):
     """Its first epoch already differs: another split, other initial weights, another order."""
@@ -468,6 +487,7 @@ def test_another_seed_gives_another_run(reference_run, cifar_root, tmp_path):
     assert without_seconds(metrics(tmp_path / 'seed1'))[0] | {'lr': None} != first
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward')
 @pytest.mark.slow
 def test_compile_learns_what_the_eager_model_learns(tmp_path):
     """--compile fuses kernels, so its sums round in another order: the same run, to rounding.
@@ -506,6 +526,7 @@ def run_in_a_terminal(args):
     return printed.decode()
 
 
+@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward')
 @pytest.mark.slow
 def test_progress_is_one_line_rewritten_in_a_terminal_and_absent_from_logs(cifar_root, tmp_path):
     args = ['--epochs', '1', '--train-subset', '50', '--eval-subset', '10', '--batch-size', '10', '--device', 'cpu',
