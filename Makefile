@@ -42,7 +42,7 @@ $(VENV)/installed: requirements.txt
 	touch $@
 
 test: $(VENV)/installed
-	$(PY) -m pytest -q -rs tests
+	$(PY) -m pytest -q -rs --durations=12 tests
 
 # Every test but the slow ones (whole ResNet-18 runs in processes of their own, torch.compile, several runs at once, a Slurm cluster).
 test-quick: $(VENV)/installed
@@ -114,8 +114,9 @@ CHECKED := $(if $(HELD),$(shell $(PY) study.py check $(if $(FORCE),--force) --ar
 STALE := $(patsubst %:stale,%,$(filter %:stale,$(CHECKED)))
 DAMAGED := $(patsubst %:damaged,%,$(filter %:damaged,$(CHECKED)))
 ifneq ($(and $(STALE),$(if $(FORCE),,stop)),)
-$(error $(words $(STALE)) run folders hold other runs than asked for (above))
+$(error run folders above hold other runs than asked for)
 endif
+# With FORCE=1 they run again, summary.json or not: a phony prerequisite is never up to date.
 $(addsuffix /summary.json,$(STALE)): start-over
 .PHONY: start-over
 

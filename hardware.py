@@ -91,11 +91,12 @@ def cpu_computes_bf16():
     return 'amx_bf16' in flags or 'avx512_bf16' in flags
 
 
-class NotNative(ValueError):
-    """A precision the device would only emulate: refused, since emulated it is slower than fp32."""
+class NotNative(Exception):
+    """bf16 on an NVIDIA card below compute capability 8.0, which it would only emulate, slower
+    than fp32: refused. (A CPU without bf16 instructions is allowed it, for tests; auto picks fp32.)"""
 
 
-def pick_precision(precision, device):
+def pick_precision(precision, device, run=None):
     """The precision a run computes in: the one --precision names, or for auto the fastest that
     the hardware computes natively. A CUDA card's compute capability says which tensor cores it has:
         8.0 and up   A100, RTX 30xx/40xx, L4, H100: bf16 tensor cores; bf16
@@ -103,7 +104,8 @@ def pick_precision(precision, device):
         below 7.0    P100, GTX 10xx: no tensor cores; fp32
     AMD GPUs (ROCm, which torch also calls cuda) get bf16; a CPU gets bf16 where it has bf16
     matrix instructions, else fp32. torch.cuda.is_bf16_supported() is no guide: by default it
-    also says yes where bf16 is only emulated, as on a T4. NotNative for bf16 on a card below 8.0."""
+    also says yes where bf16 is only emulated, as on a T4. NotNative for bf16 on a card below 8.0,
+    said of the `run` folder when a run resumes there in its own precision (a requeue on an older GPU)."""
     on_nvidia = device.type == 'cuda' and not torch.version.hip
     capability = torch.cuda.get_device_capability(device) if on_nvidia else None
     if precision == 'auto':
@@ -111,8 +113,11 @@ def pick_precision(precision, device):
             return 'bf16' if capability >= (8, 0) else 'fp16' if capability >= (7, 0) else 'fp32'
         return 'bf16' if device.type == 'cuda' or cpu_computes_bf16() else 'fp32'
     if precision == 'bf16' and capability and capability < (8, 0):
-        raise NotNative(f'the {torch.cuda.get_device_name(device)} (compute capability {capability[0]}.{capability[1]}) '
-                        f'has no bf16 tensor cores')
+        card = f'the {torch.cuda.get_device_name(device)} (compute capability {capability[0]}.{capability[1]})'
+        if run:
+            raise NotNative(f'{run} computes in bf16, and {card} has no bf16 tensor cores: resume it on a GPU of compute '
+                            f'capability 8.0 or more; on Slurm, ask for one by type (README, "On a Slurm cluster")')
+        raise NotNative(f'--precision bf16: {card} has no bf16 tensor cores; use fp16 or auto')
     return precision
 
 

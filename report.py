@@ -47,7 +47,8 @@ SEEDS_CAP = 20          # the most seeds a setting the Conclusions count to; pas
 FULL_TRAIN = 40_000     # the training split, all of it
 NORMAL_95 = statistics.NormalDist().inv_cdf(0.975)  # 1.96: 95% of a normal lies within 1.96 sd of its mean
 METRICS = ['train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc']
-# Every training flag at train.py's default: a setting's flags, and a run's config.json, say only what differs.
+# Every training flag at train.py's default: a setting's flags say only what differs from them, and a run's
+# config.json lacks a flag added to train.py after the run, which the run had at its default.
 DEFAULTS = {name: train.build_parser().get_default(name) for name in runs.TRAINING_FLAGS}
 
 
@@ -123,14 +124,14 @@ setting. The report's numbers are one family, our comparisons with a test anothe
 # Our accuracies and the report's, with their uncertainty, and the verdict on each claim.
 
 
-def accuracy(found, split):
+def accuracy(found_runs, split):
     """Our final accuracy on 'val' or 'test' over the runs of one setting that have not diverged,
     or None before any has one."""
-    found = [r for r in found if not diverged(r)]
-    values = [v for v in (final(r)[f'{split}_acc'] for r in found) if v is not None]
+    found_runs = [r for r in found_runs if not diverged(r)]
+    values = [v for v in (final(r)[f'{split}_acc'] for r in found_runs) if v is not None]
     if len(values) > 1:
         return Estimate(*mean_sd_sem(values), seeds=len(values))
-    return Estimate(values[0], None, binomial_se(values[0], found[0]['config']['sizes'][split])) if values else None
+    return Estimate(values[0], None, binomial_se(values[0], found_runs[0]['config']['sizes'][split])) if values else None
 
 
 def report_accuracy(setting, split):
@@ -493,8 +494,9 @@ def tables(args, the_study, found, train_y):
                      class_table(train_y, *split_for(train_y, args.seed)), '']
     for experiment in sorted((e for e in the_study.experiments if e.table), key=lambda e: e.table):
         sections += [results_table(experiment, found), '']
-    sections += [conclusions(the_study, found), '']
-    print('\n' + sections[-2] + '\n')  # the section a student should read first
+    verdicts = conclusions(the_study, found)
+    sections += [verdicts, '']
+    print('\n' + verdicts + '\n')  # the section a student should read first
     with open(os.path.join(args.out, 'tables.md'), 'w') as f:
         f.write('\n'.join(sections))
     return ['tables.md']

@@ -147,7 +147,7 @@ def decide(out, resume, force):
     which holds every epoch's metrics and the final weights."""
     try:
         found = state(out)
-        if found == 'finished':
+        if found == 'finished':  # read only to meet a damaged file now, which Damaged names
             read_metrics(out), read_predictions(out)
     except Damaged as e:
         if force:
@@ -291,7 +291,8 @@ class Damaged(RunError):
 def read(folder):
     """A run's files as written: {'folder', 'config', 'metrics', 'summary', 'predictions'}; the
     summary is None while the run is unfinished, the predictions (of the validation images) too.
-    None for a folder without config.json and a first epoch. Damaged if a file is not as written."""
+    None unless it has config.json and at least one line of metrics. Damaged if a file is not as
+    train.py writes it."""
     run = {'folder': folder, 'config': read_config(folder), 'metrics': read_metrics(folder),
            'summary': read_summary(folder), 'predictions': read_predictions(folder)}
     if run['config'] is None and (run['metrics'] or run['summary'] or os.path.exists(os.path.join(folder, 'checkpoint.pt'))):
@@ -301,10 +302,10 @@ def read(folder):
     return run if run['config'] and run['metrics'] else None
 
 
-def check(folder):
+def read_checked(folder):
     """Every file of a run folder that a reader of the study reads is as train.py wrote it: the
-    JSON files and the predictions, read through, and the checkpoint and the lock, files. Damaged
-    if one is not. Returns read(folder)."""
+    JSON files and the predictions are read through, and the checkpoint and the lock must be files,
+    not folders. Damaged if one is not. Returns read(folder)."""
     for name in ('checkpoint.pt', LOCK):
         if os.path.lexists(os.path.join(folder, name)) and not os.path.isfile(os.path.join(folder, name)):
             raise Damaged(folder, name, 'is not a file')
@@ -492,7 +493,7 @@ def status(folder):
     which its process holds until it ends, or finished, diverged, interrupted, not started); epoch k
     of N; the last validation accuracy; its training time so far and, while it runs, the time left."""
     try:
-        check(folder)
+        read_checked(folder)
     except Damaged as e:
         return [folder, f'damaged: {e.name} {e.what}', '', '', str(e).partition('; ')[2]]
     holder = locks.holder(os.path.join(folder, LOCK))

@@ -104,10 +104,10 @@ def look(comparison, found, max_seeds):
         said = f'{report.points(margin)}, {margin.test}: {report.exact_p(margin.p)}'
         if margin.p < threshold:
             return Look(comparison, 'settled', f'{"reproduced" if margin.difference > 0 else "reversed"}: {said} '
-                                               f'< {threshold:g}')
+                                               f'< {threshold:.4g}')
     if have >= max_seeds:
-        return Look(comparison, 'at the cap', f'within noise at {max_seeds} seeds a setting: {said}, not below {threshold:g}')
-    return Look(comparison, 'open', f'{said}, not below {threshold:g}')
+        return Look(comparison, 'at the cap', f'within noise at {max_seeds} seeds a setting: {said}, not below {threshold:.4g}')
+    return Look(comparison, 'open', f'{said}, not below {threshold:.4g}')
 
 
 def plan(comparisons, found, max_seeds):
@@ -158,7 +158,7 @@ def printed(looks, new, the_study, round_number, max_seeds):
     gets seeds, which, and for which comparisons."""
     counts = {state: sum(lk.state == state for lk in looks) for state in ('open', 'settled', 'at the cap', 'stuck')}
     lines = [f'round {round_number}: ' + ', '.join(f'{n} {state}' for state, n in counts.items() if n)
-             + f' (settled at Welch\'s p < {ALPHA} / {max_seeds - 1} looks = {sequential_alpha(max_seeds - 1):g})']
+             + f' (settled at Welch\'s p < {ALPHA} / {max_seeds - 1} looks = {sequential_alpha(max_seeds - 1):.4g})']
     lines += [f'  {lk.state + ":":11s} {lk.comparison.name()}: {lk.why}' for lk in looks]
     settings = {s.key: s for s in the_study.settings()}
     for key, (numbers, why) in new.items():
@@ -287,7 +287,7 @@ def main(argv=None):
     differ = stale(found, [s for e in experiments for s in e.settings], options.args)
     if differ:
         print('\n'.join(differ), file=sys.stderr)
-        parser.exit(1, f'seeds.py: error: {len(differ)} run folder{"s" * (len(differ) > 1)} above hold a run made with '
+        parser.exit(1, f'seeds.py: error: {len(differ)} run folder{"s" * (len(differ) > 1)} above {"hold" if len(differ) > 1 else "holds"} a run made with '
                        f'other training flags than asked for, so none is a seed of this study, and nothing was run: '
                        f'put this study in another folder (RUNS=...), or delete them\n')
     return rounds(options, the_study, experiments, comparisons, found)

@@ -75,7 +75,7 @@ def unended(folders, start_over=()):
     todo, damaged = [], []
     for folder in folders:
         try:
-            runs.check(folder)
+            runs.read_checked(folder)
             if folder in start_over or runs.state(folder) not in ('finished', 'diverged'):
                 todo.append(folder)
         except runs.Damaged as e:

@@ -15,8 +15,9 @@ right only for the run the target asks for. A quick try, `make lr-sweep ARGS='--
 finished one-epoch runs in the study's folders: a plain `make lr-sweep` afterwards would find
 nothing to do, and the tables would hold the quick try. So before make runs anything, `check`
 compares the training flags of every run folder that holds a run with the flags its target asks
-for (a build rule that sees its command line change, as Kbuild's if_changed does), and names
-each folder that differs, and how. make then stops, or with FORCE=1 starts those runs over.
+for, as the Linux kernel's build (Kbuild's if_changed) rebuilds a file whose compile command
+changed, and names each folder that differs, and how. make then stops, or with FORCE=1 starts
+those runs over.
 """
 import argparse
 import os
@@ -28,7 +29,7 @@ from typing import NamedTuple
 try:
     import tomllib
 except ImportError:  # Python before 3.11: a login node's, say
-    sys.exit('study.py: error: Python 3.11 or later is needed to read study.toml; name one: make PYTHON=/path/to/python3.11')
+    sys.exit('study.py: error: Python 3.11.4 or later is needed; name one: make PYTHON=/path/to/python3.11')
 
 STUDY = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'study.toml')
 REPORT_KEYS = ('train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc')
@@ -102,7 +103,7 @@ def load(path=STUDY):
         if 'from' in e:
             base = setting(settings, e['from'], where).flags | base
         own = []
-        for s in e.get('setting', []) or []:
+        for s in e.get('setting', []):
             folder = text(s, 'folder', where)
             if not re.fullmatch(r'[A-Za-z0-9_.-]+', folder):
                 raise StudyError(f'{where}: setting folder {folder!r} must be one folder name')
@@ -119,10 +120,15 @@ def load(path=STUDY):
     if not experiments:
         raise StudyError(f'{path}: it has no [[experiment]]')
     experiments = numbered(experiments, raw.get('noise_figure', 10))
-    claims = tuple(Claim(text(c, 'text', f'{path}: a claim'), shown(settings, c.get('winner'), f'{path}: claim {c.get("text")!r}'),
-                         tuple(shown(settings, r, f'{path}: claim {c.get("text")!r}') for r in c.get('rivals', [])))
-                   for c in raw.get('claim', []))
+    claims = tuple(claim(c, settings, path) for c in raw.get('claim', []))
     return Study(raw.get('source', ''), raw.get('noise_figure', 10), tuple(experiments), claims)
+
+
+def claim(table, settings, path):
+    """A [[claim]]: its text, its winner and its rivals, each a setting named as study.toml names it."""
+    where = f'{path}: claim {table.get("text")!r}'
+    return Claim(text(table, 'text', where), shown(settings, table.get('winner'), where),
+                 tuple(shown(settings, rival, where) for rival in table.get('rivals', [])))
 
 
 def text(table, key, where):
@@ -211,7 +217,7 @@ def differences(folder, asked):
     import train
     parser = train.build_parser()
     wanted = parser.parse_args([*asked, '--out', folder])
-    runs.check(folder)
+    runs.read_checked(folder)
     saved = runs.read_config(folder)['flags']  # a folder that holds a run has one, or check() said it is damaged
     phrases = []
     for name in runs.TRAINING_FLAGS:
@@ -252,7 +258,7 @@ def check(planned, args, force):
     if stale and force:
         print(f'FORCE=1: {len(stale)} run{"s" * (len(stale) > 1)} above start over with the flags asked for', file=sys.stderr)
     elif stale:
-        print(f'make: {len(stale)} run folder{"s" * (len(stale) > 1)} above hold a run made with other training flags '
+        print(f'make: {len(stale)} run folder{"s" * (len(stale) > 1)} above {"hold" if len(stale) > 1 else "holds"} a run made with other training flags '
               f'than asked for, so none is taken as done, and nothing was run. To go on: keep them and put this study '
               f'in another folder (RUNS=...), or start them over with the flags asked for (FORCE=1 deletes them)',
               file=sys.stderr)
@@ -267,7 +273,7 @@ def ended(folders):
     gone, damaged = [], []
     for folder in folders:
         try:
-            runs.check(folder)
+            runs.read_checked(folder)
             if runs.state(folder) == 'diverged':
                 gone.append(folder)
                 print(f'diverged: {folder}, at epoch {runs.read_summary(folder)["diverged_at"]} '

@@ -52,13 +52,13 @@ def training_batches(images, labels, mean, std, batch_size, order_gen, augment_g
 
 
 def build(seed, lr, momentum, wd, precision, device, compiled=False):
-    """ResNet-18 with weights drawn from the run's seed, and SGD with momentum to train it, as
-    torch writes it (Sutskever, Martens, Dahl and Hinton, "On the importance of initialization
-    and momentum in deep learning", 2013). For each weight w with gradient g of the loss:
+    """ResNet-18 with weights drawn from the run's seed, and SGD with momentum to train it (Sutskever,
+    Martens, Dahl and Hinton, "On the importance of initialization and momentum in deep learning",
+    2013), in torch's form, which keeps lr out of v. For each weight w with gradient g of the loss:
 
         g <- g + wd w            weight decay: the gradient of an L2 penalty wd/2 |w|^2 on the loss
-        v <- momentum v + g      velocity: a running sum of past gradients, which averages their noise
-        w <- w - lr v
+        v <- momentum v + g      velocity: past gradients, each older one shrunk by momentum: less noise
+        w <- w - lr v            (Sutskever et al. put lr into v: the same while lr is constant)
 
     Returns the model; the model compiled (--compile; else the model itself), which shares its
     weights; SGD; and fp16's GradScaler, which is off in the other precisions (hardware.py)."""
@@ -78,7 +78,8 @@ def build(seed, lr, momentum, wd, precision, device, compiled=False):
 def train_one_epoch(model, optimizer, scaler, batches, autocast):
     """SGD over one epoch's batches, each step lowering the batch's cross-entropy: the mean, over
     its images, of -log(the probability the network's softmax gives the right class). Returns the
-    mean training loss and accuracy, on the augmented images.
+    mean training loss and accuracy, on the augmented images. The forward pass runs in autocast(),
+    the run's precision; in fp16 only, the scaler takes backward and step (hardware.py).
 
     Loss and correct counts are summed on the device and read once at the end: an .item() per
     step would make the CPU wait for the GPU at every step."""
@@ -100,8 +101,8 @@ def train_one_epoch(model, optimizer, scaler, batches, autocast):
             optimizer.step()
         # END SOLUTION
         # The batch's mean loss, back to a sum over its images; left out if it is inf or nan. In fp16
-        # the scaler skipped that step, and the run goes on; elsewhere the weights are lost, and the
-        # validation loss, and the epoch's if every batch fails, say so (train() stops the run).
+        # the scaler skipped that step, and the run goes on. In fp32 and bf16 the step was taken and
+        # the weights are now nan: the validation loss shows it, and train() stops the run.
         finite = torch.isfinite(loss.detach())
         loss_sum += torch.where(finite, loss.detach() * len(y), 0.0)
         counted += finite * len(y)
@@ -167,8 +168,9 @@ def train(args, device, resume):
         history, val_pred = runs.restore(args, device, model, optimizer, scaler, *generators)
     else:
         runs.start(args, device, (len(train_split.y), len(val.y), len(test.y)), mean, std)
+    todo = f'epoch {len(history) + 1} of {args.epochs}' if len(history) < args.epochs else 'all epochs done: the test set'
     print(f'{args.out}: {len(train_split.y)} training, {len(val.y)} validation, {len(test.y)} test images; '
-          f'{device} {args.precision}; epoch {len(history) + 1} of {args.epochs}', flush=True)
+          f'{device} {args.precision}; {todo}', flush=True)
     autocast = functools.partial(autocast_for, device, args.precision)
 
     for epoch in range(len(history), args.epochs):
@@ -224,7 +226,8 @@ def build_parser():
     p.add_argument('--erase-ratio', type=float, nargs=2, default=[0.3, 3.3], metavar=('LO', 'HI'),
                    help='range of the erased rectangle\'s aspect ratio (default: 0.3 3.3)')
     p.add_argument('--no-crop-flip', action='store_true', help='turn off the standard random crop and flip (default: on)')
-    p.add_argument('--seed', type=int, default=0, help='seed of the split, the weights and the data order (default: %(default)s)')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the split, the weights, the data order and the augmentations (default: %(default)s)')
     p.add_argument('--train-subset', type=int, default=None, metavar='N',
                    help='train on a class-balanced N of the training split, for quick runs (default: all)')
     p.add_argument('--eval-subset', type=int, default=None, metavar='N',
@@ -280,16 +283,15 @@ def main(argv=None):
             take_gpu(args.gpu_pool)
         device = pick_device(args.device)
         # auto becomes what it picked here, and is saved so: a run resumed on other hardware keeps it.
-        args.precision = pick_precision(args.precision, device)
+        args.precision = pick_precision(args.precision, device, run=args.resume and args.out)
     except runs.RunError as e:  # a damaged config.json: one line, exit status 1
         sys.exit(f'{parser.prog}: error: {e}')
-    except NotNative as e:
-        if args.resume:  # the run's own precision, saved: a Slurm task requeued onto an older GPU, say
-            sys.exit(f'{parser.prog}: error: {args.out} computes in {args.precision}, and {e}: resume it on a GPU of '
-                     f'compute capability 8.0 or more; on Slurm, ask for one by type (README, "On a Slurm cluster")')
-        parser.error(f'--precision {args.precision}: {e}; use fp16 or auto')
+    except NotNative as e:  # bf16 asked of an older GPU: a flag, status 2; or a resumed run's own precision: 1
+        parser.exit(1 if args.resume else 2, f'{parser.prog}: error: {e}\n')
     except ValueError as e:
         parser.error(str(e))
+    except KeyboardInterrupt:  # Ctrl-C while it waited for a GPU: nothing started, nothing to say
+        sys.exit(130)
     try:
         with runs.claimed(args.out, args.resume, args.force) as todo:  # no other process may write the run
             if todo in ('start', 'resume'):

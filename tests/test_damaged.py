@@ -85,7 +85,7 @@ def damages(name, original):
 
 FILES = ['config.json', 'metrics.jsonl', 'summary.json', 'predictions.pt', 'checkpoint.pt', runs.LOCK]
 # The files every reader reads through, and so must name when damaged. Of the checkpoint and the
-# lock, the readers of a study's state (runs.check) see only that they are files; the tables need
+# lock, the readers of a study's state (runs.read_checked) see only that they are files; the tables need
 # neither. What a reader does not read leaves the run whole to it.
 WHOLE_READ = {'config.json', 'metrics.jsonl', 'summary.json', 'predictions.pt'}
 CHECKS_FILES = {'status', 'slurm', 'check'}
@@ -185,7 +185,7 @@ def test_every_reader_survives_every_damaged_file(pristine, capsys, cifar_root, 
         assert 'Traceback' not in text and status in (0, 1), case
         if name in runs.MENDED_BY_RESUME and label != 'a folder':  # remade from the checkpoint: whole again
             assert status == 0 and f'{damaged_folder}: {name} ' in text and 'remade from the checkpoint' in text, case
-            runs.check(damaged_folder)
+            runs.read_checked(damaged_folder)
         elif name == 'config.json' or label == 'a folder' and name != 'checkpoint.pt':  # a finished run needs no checkpoint
             assert status == 1 and len(text.strip().splitlines()) == 1 and damaged_folder in text and name in text, case
         assert before == {f: snapshot(study_dir / f) for f in before}, case

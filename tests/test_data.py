@@ -140,7 +140,7 @@ def start_together(root, url='', md5='', n=3):
             assert proc.stdout.readline() == 'ready\n'  # past the slow `import torch`
     finally:
         open(start, 'w').close()
-    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]  # generous: a loaded machine is slow, not wrong
     return [proc.returncode for proc in procs], outputs
 
 

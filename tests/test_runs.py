@@ -167,7 +167,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cifar_root, tmp_path
                     wait=False)
     wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130 and 'Traceback' not in stderr
     assert f'python train.py --resume --out {out}' in stderr
     assert checkpoint(out)['epoch'] >= 1
@@ -200,7 +200,7 @@ def test_force_starts_over(tiny, finished, cifar_root):
 def test_resume_takes_the_run_s_own_flags(tiny, finished, cifar_root, capsys):
     unfinished(finished)
     tiny('--resume', '--out', finished, '--data-dir', cifar_root)  # nothing left but the test set: it finishes
-    assert 'epoch 3 of 2' in capsys.readouterr().out and os.path.exists(os.path.join(finished, 'summary.json'))
+    assert 'all epochs done: the test set' in capsys.readouterr().out and os.path.exists(os.path.join(finished, 'summary.json'))
     tiny('--resume', '--out', finished)
     assert 'has finished (summary.json): nothing to resume' in capsys.readouterr().out
 
@@ -216,7 +216,7 @@ def test_a_run_from_before_a_knob_existed_still_resumes(tiny, finished, cifar_ro
     del state['config']['momentum']
     torch.save(state, os.path.join(finished, 'checkpoint.pt'))
     tiny('--resume', '--out', finished, '--data-dir', cifar_root)
-    assert 'epoch 3 of 2' in capsys.readouterr().out and runs.state(finished) == 'finished'
+    assert 'all epochs done: the test set' in capsys.readouterr().out and runs.state(finished) == 'finished'
 
 
 @pytest.mark.exercise(*A_RUN, 'cosine_lr')
@@ -295,7 +295,7 @@ def test_default_folder_is_named_after_the_training_flags_that_differ(monkeypatc
 SLOW_TINY = ['--lr', '0.05', '--batch-size', '25', '--precision', 'fp16', '--device', 'cpu']  # fp16: emulated, slower
 
 
-def wait_for(condition, what, timeout=120):
+def wait_for(condition, what, timeout=300):
     deadline = time.time() + timeout
     while not condition():
         assert time.time() < deadline, f'timed out waiting for {what}'
@@ -316,13 +316,12 @@ def test_a_second_process_on_a_run_s_folder_is_refused_at_once(capsys, tiny, cif
     os.kill(first.pid, signal.SIGSTOP)  # frozen mid-run, holding its lock, however fast this machine is
     before = snapshot(out)
     try:
-        started = time.time()
+        # The holder stays frozen until the end of this block: a second process that waited for the lock
+        # would never return (train_py's 600 s timeout would fail the test), so its return is the proof.
         second = train_py(*args, tiny=True)
-        refused_after = time.time() - started
         holder = f'pid {first.pid} on {socket.gethostname()}'
         assert second.returncode == 1 and second.stderr.splitlines() == [
             f'train.py: error: {out} is being trained by {holder}; wait for it, or stop that process first']
-        assert refused_after < 15, refused_after  # the time to start Python and import torch, no more
         for more in (['--resume'], ['--force']):
             assert holder in one_line_error(capsys, [*args, *more], 1)
         assert snapshot(out) == before

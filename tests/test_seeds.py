@@ -103,7 +103,7 @@ def test_within_noise_at_the_cap_gets_no_more_seeds(tmp_path):
     assert 1 - 3.873 / math.sqrt(17) == pytest.approx(0.061, abs=1e-3)
     assert looks['lr 0.01 against lr 0.001'][0] == 'open' and new == {BY_LR['0.001']: [0, 1]}  # no run yet: two seeds
     looks, new = planned(tmp_path, 4)
-    assert looks['lr 0.01 against lr 0.1'][1].endswith('p = 0.061, not below 0.0166667')
+    assert looks['lr 0.01 against lr 0.1'][1].endswith('p = 0.061, not below 0.01667')
     assert new == {BY_LR['0.01']: [3], BY_LR['0.1']: [3], BY_LR['0.001']: [0, 1]}
 
 
@@ -166,7 +166,7 @@ def test_make_n_seeds_prints_the_first_round_and_runs_nothing(tmp_path):
     shown = subprocess.run([*MAKE, '-n', 'seeds', f'RUNS={tmp_path}/runs', 'EXP=schedule', 'MAX_SEEDS=4'],
                            capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
-    assert 'round 1: 1 open (settled at Welch\'s p < 0.05 / 3 looks = 0.0166667)' in shown.stdout
+    assert 'round 1: 1 open (settled at Welch\'s p < 0.05 / 3 looks = 0.01667)' in shown.stdout
     assert '    schedule/constant (constant): seeds 0, 1, for cosine against constant' in shown.stdout
     assert shown.stdout.rstrip().endswith("make -n: round 1 would run 4 runs (SEEDS='0 1'), and nothing is run")
     assert not os.path.exists(tmp_path / 'runs')
@@ -192,7 +192,7 @@ def test_runs_made_with_other_flags_are_not_seeds_of_the_study(capsys, tmp_path)
         seeds.main(['--runs', str(tmp_path), '--exp', 'lr-sweep'])
     err = capsys.readouterr().err.splitlines()
     assert exit_info.value.code == 1 and err[0] == f'  {tmp_path}/lr-sweep/lr0.01/seed0: epochs 1, not 15'
-    assert err[1].startswith('seeds.py: error: 1 run folder above hold a run made with other training flags')
+    assert err[1].startswith('seeds.py: error: 1 run folder above holds a run made with other training flags')
     assert sorted(os.listdir(tmp_path / 'lr-sweep')) == ['lr0.01']
 
 
