@@ -122,15 +122,15 @@ def test_a_killed_and_resumed_run_is_the_run_never_interrupted(cifar_root, tmp_p
     """fp16 with its loss scaler, and erasing, with the small network in processes of their own:
     a resume that forgot the momentum, the scaler's state (its count of steps since the last
     overflow decides when the scale next grows) or a generator would differ from the run never
-    interrupted. Twenty epochs, so that the run is killed well before its end."""
-    args = ['--epochs', '20', '--lr', '0.05', '--batch-size', '25', '--erase-p', '0.5', '--precision', 'fp16',
+    interrupted. Ten epochs, so that the run is killed well before its end."""
+    args = ['--epochs', '10', '--lr', '0.05', '--batch-size', '25', '--erase-p', '0.5', '--precision', 'fp16',
             '--device', 'cpu', '--data-dir', cifar_root]
     whole = str(tmp_path / 'whole')
     assert train_py(*args, '--out', whole, tiny=True).returncode == 0
     out = str(tmp_path / 'killed')
     kill_and_resume(args, out, cifar_root, tiny=True)
     assert_same_run(out, whole)
-    assert checkpoint(whole)['scaler']['_growth_tracker'] == 20 * 200 // 25
+    assert checkpoint(whole)['scaler']['_growth_tracker'] == 10 * 200 // 25
 
 
 @pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr')
