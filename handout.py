@@ -32,6 +32,7 @@ from typing import NamedTuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHAPTERS = ('model.py', 'data.py', 'augment.py', 'schedule.py', 'train.py', 'stats.py')  # README's reading order
 BEGIN, END = '# BEGIN SOLUTION', '# END SOLUTION'
+BLANK = re.compile(r"raise NotImplementedError\('exercise \d+: [\w.]+ in \w+\.py'\)")  # what a handout has instead
 POINTS = 10  # each exercise's, given in proportion to its own tests passed
 # What the handout leaves out: git's history, and what a run, a test or Python makes.
 LEFT_OUT = {'.git', '.venv', 'data', 'runs', 'figures', '.gpus', '__pycache__', '.pytest_cache'}  # and runs-*/
@@ -41,11 +42,13 @@ class Exercise(NamedTuple):
     number: int
     name: str      # the function the block is in: 'cosine_lr', 'BasicBlock.forward'
     chapter: str   # its file
-    lines: tuple   # the block's first and last line, 0-based, markers included
+    lines: tuple   # the block's first and last line, 0-based: its markers, or the handout's raise
+    solved: bool   # its solution is there (the project, or one put back), not the raise
 
 
 def exercises(root=HERE):
-    """The exercises of the chapters in `root`, in reading order."""
+    """The exercises of the chapters in `root`, in reading order: each block between the markers,
+    and in a handout each raise that stands for one."""
     found = []
     for chapter in CHAPTERS:
         lines = open(os.path.join(root, chapter)).read().splitlines()
@@ -53,8 +56,10 @@ def exercises(root=HERE):
         for i, line in enumerate(lines):
             if line.strip() == BEGIN:
                 start = i
-            elif line.strip() == END:
-                found.append(Exercise(len(found) + 1, enclosing(lines, start), chapter, (start, i)))
+            elif line.strip() == END or BLANK.fullmatch(line.strip()):
+                solved = line.strip() == END
+                found.append(Exercise(len(found) + 1, enclosing(lines, start if solved else i), chapter,
+                                      (start if solved else i, i), solved))
     return found
 
 
@@ -78,7 +83,7 @@ def make(out, keep=(), root=HERE):
                     ignore=lambda folder, names: [n for n in names if n in LEFT_OUT or n.startswith('runs-')])
     for chapter in CHAPTERS:
         lines = open(os.path.join(root, chapter)).read().splitlines(keepends=True)
-        for exercise in reversed([e for e in exercises(root) if e.chapter == chapter and e.name not in keep]):
+        for exercise in reversed([e for e in exercises(root) if e.chapter == chapter and e.solved and e.name not in keep]):
             first, last = exercise.lines
             indent = lines[first][:len(lines[first]) - len(lines[first].lstrip())]
             lines[first:last + 1] = [f"{indent}raise NotImplementedError('exercise {exercise.number}: "
@@ -154,7 +159,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == 'make':
         make(args.out)
-        print(f'{args.out}: the handout, {len(exercises())} exercises to write; in it: make test-quick, make grade')
+        print(f'{args.out}: the handout, {len(exercises(args.out))} exercises to write; in it: make test-quick, make grade')
         return 0
     rows = grade(results())
     print(json.dumps(rows, indent=1) if args.json else table(rows))

@@ -351,7 +351,7 @@ def departures(setting, found_runs):
             have, want = flags[name], wanted[name]
             if name in ('seed', 'precision') or have == want:  # another seed, or the hardware's precision: the same setting
                 continue
-            notes.append({'epochs': f'{have} epochs, not {want}',
+            notes.append({'epochs': f'{have} epoch{"s" * (have != 1)}, not {want}',
                           'train_subset': f'{sizes["train"]:,} training images, not {want or FULL_TRAIN:,}',
                           'eval_subset': f'{sizes["val"]:,} validation and test images, not {want or REPORT_IMAGES:,}',
                           'batch_size': f'batch {have}, not {want}',

@@ -16,7 +16,8 @@ import handout
 from conftest import ROOT, make_cifar
 
 # In a handout the solutions are cut out, and with them what these tests check: the instructor's.
-pytestmark = pytest.mark.skipif(not handout.exercises(), reason='a handout: its exercises\' solutions are cut out')
+pytestmark = pytest.mark.skipif(not all(e.solved for e in handout.exercises()),
+                                reason='a handout: its exercises\' solutions are cut out')
 
 # The exercises the course asks for (the issue that made the handout), by the function each is in.
 ASKED = ['BasicBlock.forward', 'balanced_split', 'channel_stats', 'sample_box', 'crop_flip', 'cosine_lr',
@@ -151,15 +152,19 @@ def test_each_exercise_is_graded_on_its_own(blank, tmp_path):
     assert not passed, f'marked with an exercise, yet passed on the blank handout: {passed}'
     for exercise, tests in own.items():
         assert all(everything[n]['blank'] == exercise for n in tests), (exercise, [everything[n] for n in tests])
+    rows = handout.grade(everything, blank)  # as make grade prints them in the handout
+    assert [r['name'] for r in rows] == ASKED and all(r['points'] == 0 and r['tests'] > 0 for r in rows), rows
 
     def alone(exercise):
         """Its own tests, in a handout with only its solution put back."""
         root = tmp_path / exercise.name
         handout.make(str(root), keep={exercise.name})
-        return exercise.name, run(root, own[exercise.name], exercise.name)
+        return exercise.name, root, run(root, own[exercise.name], exercise.name)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        for name, again in pool.map(alone, handout.exercises()):
+        for name, root, again in pool.map(alone, handout.exercises()):
             assert sorted(again) == sorted(own[name]) and all(t['passed'] for t in again.values()), name
+            row, = [r for r in handout.grade(again, root) if r['name'] == name]
+            assert row['points'] == handout.POINTS, row
     solved = tmp_path / 'solved'
     handout.make(str(solved), keep=set(ASKED))
     make_cifar(str(tmp_path / 'data'))
