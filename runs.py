@@ -491,7 +491,8 @@ def write_json(path, obj):
 def status(folder):
     """What a line of make status says of a run: its folder; its state (running, told by its lock,
     which its process holds until it ends, or finished, diverged, interrupted, not started); epoch k
-    of N; the last validation accuracy; its training time so far and, while it runs, the time left."""
+    of N; the last validation accuracy; its training time, in all once it has ended, so far and, while it
+    runs, the time left, until then."""
     try:
         read_checked(folder)
     except Damaged as e:
@@ -502,12 +503,13 @@ def status(folder):
     if config is None:
         return [folder, found, '', '', '']
     epochs = config['flags']['epochs']
-    time_so_far = f'{clock(sum(row["seconds"] for row in rows))} so far'
+    ended = found in ('finished', 'diverged')
+    time_taken = f'{clock(sum(row["seconds"] for row in rows))} {"in all" if ended else "so far"}'
     if holder and rows:  # at the pace of its last epochs, this process's
         pace = sum(row['seconds'] for row in rows[-3:]) / len(rows[-3:])
-        time_so_far += f', {clock(pace * (epochs - len(rows)))} left'
+        time_taken += f', {clock(pace * (epochs - len(rows)))} left'
     accuracy = f'val acc {100 * rows[-1]["val_acc"]:.2f}%' if rows else ''
-    return [folder, found, f'epoch {len(rows)}/{epochs}', accuracy, time_so_far]
+    return [folder, found, f'epoch {len(rows)}/{epochs}', accuracy, time_taken]
 
 
 def clock(seconds):

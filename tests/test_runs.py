@@ -461,7 +461,9 @@ def test_status_tells_each_run_of_a_study_in_progress(tiny, cifar_root, tmp_path
     assert len(lines) == 6
     last = metrics(sweep / 'lr0.1/seed0')[-1]
     assert lines[str(sweep / 'lr0.1/seed0')][:3] == ['finished', 'epoch 2/2', f'val acc {100 * last["val_acc"]:.2f}%']
+    assert lines[str(sweep / 'lr0.1/seed0')][3].endswith(' in all')
     assert lines[str(sweep / 'lr0.1/seed1')][:2] == ['interrupted', 'epoch 2/2']
+    assert lines[str(sweep / 'lr0.1/seed1')][3].endswith(' so far')
     diverged_at = json.load(open(sweep / 'lr0.01/seed1/summary.json'))['diverged_at']
     assert lines[str(sweep / 'lr0.01/seed1')][:2] == ['diverged', f'epoch {diverged_at}/5']
     state, epoch, _, time_taken = lines[str(sweep / 'lr0.01/seed0')]
