@@ -57,6 +57,9 @@ def json_shapes(name, original):
         changed = json.loads(original)
         (changed[outer] if outer else changed)[field] = value
         shapes[label] = changed
+    if name == 'config.json':  # the image counts, which every standard error of the tables divides by
+        shapes['no sizes'] = {k: v for k, v in obj.items() if k != 'sizes'}
+        shapes['a string for a size'] = obj | {'sizes': obj['sizes'] | {'val': 'many'}}
     return {label: json.dumps(value).encode() for label, value in shapes.items()}
 
 

@@ -96,7 +96,9 @@ def test_an_archive_put_in_place_is_unpacked_without_download(tmp_path, monkeypa
     root = tmp_path / 'root'
     root.mkdir()
     os.rename(archive, root / data.ARCHIVE)
+    (root / '.unpacking-killed' / data.FOLDER).mkdir(parents=True)  # what a process killed mid-unpack leaves
     assert load_cifar10(str(root))[0].shape == (50 * PER_CLASS, 3, 32, 32)
+    assert sorted(os.listdir(root)) == sorted([data.ARCHIVE, data.FOLDER, data.LOCK])
 
 
 def test_corrupt_archive_is_one_clear_error(tmp_path):

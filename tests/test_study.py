@@ -62,6 +62,25 @@ def test_every_setting_is_a_command_line_train_py_takes():
         assert all(getattr(args, name) == value for name, value in setting.flags.items()), setting.key
 
 
+def test_a_setting_s_flags_are_written_as_train_py_reads_them():
+    """A switch on is its flag alone, off is left out; a number is written even when it is 0, as the
+    worked example's momentum 0.0 must be; a range is its two numbers."""
+    flags = {'lr': 0.1, 'momentum': 0.0, 'wd': 0, 'cosine': True, 'no_crop_flip': False, 'erase_scale': [0.02, 0.33]}
+    assert study.command_line(flags) == '--lr 0.1 --momentum 0.0 --wd 0 --cosine --erase-scale 0.02 0.33'
+
+
+def test_a_run_in_another_precision_is_not_the_run_asked_for(tmp_path):
+    """A run computed in bf16 is not the fp32 run a target asks for: make must not take it as done.
+    --precision auto (the default) asks for what the hardware computes, which the run saved as its
+    precision then, so a run in any precision is the one asked for."""
+    folder = str(tmp_path / 'run')
+    write_run(folder, {'lr': 0.1})  # in bf16
+    asked = ['--epochs', '15', '--lr', '0.1']
+    assert study.differences(folder, [*asked, '--precision', 'fp32']) == ['precision bf16, not fp32']
+    assert study.differences(folder, [*asked, '--precision', 'bf16']) == []
+    assert study.differences(folder, asked) == [] == study.differences(folder, [*asked, '--precision', 'auto'])
+
+
 def test_an_experiment_starts_from_the_setting_it_names():
     """The report carried each choice forward: erase-p's settings are erase's p 1.0, but for p."""
     erase, p08 = (next(s for s in STUDY.settings() if s.key == key) for key in ('erase/p1.0', 'erase-p/p0.8'))
