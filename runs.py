@@ -148,7 +148,7 @@ def decide(out, resume, force):
     try:
         found = state(out)
         if found == 'finished':  # read only to meet a damaged file now, which Damaged names
-            read_metrics(out), read_predictions(out)
+            read(out)
     except Damaged as e:
         if force:
             return 'start'
@@ -299,6 +299,9 @@ def read(folder):
         raise Damaged(folder, 'config.json', 'is missing')  # train.py writes it before anything else
     if run['summary'] and not run['metrics']:
         raise Damaged(folder, 'metrics.jsonl', 'is missing')
+    ran = (run['summary'] or {}).get('epochs')  # a finished run's; a file cut at the end of a line reads whole
+    if ran is not None and len(run['metrics']) != ran:
+        raise Damaged(folder, 'metrics.jsonl', f'holds {len(run["metrics"])} epochs, not the {ran} of summary.json')
     return run if run['config'] and run['metrics'] else None
 
 

@@ -74,6 +74,7 @@ def damages(name, original):
     if name == 'metrics.jsonl':
         lines = original.decode().splitlines(keepends=True)
         row = json.loads(lines[-1])
+        found['its last line gone'] = ''.join(lines[:-1]).encode()  # cut at the end of a line: valid lines, too few
         for label, value in (('a line without a key', {k: v for k, v in row.items() if k != 'val_acc'}),
                              ('a string for a number', row | {'val_acc': 'high'}), ('a null line', None)):
             found[label] = ''.join(lines[:-1] + [json.dumps(value) + '\n']).encode()
