@@ -301,7 +301,7 @@ def read(folder):
         raise Damaged(folder, 'metrics.jsonl', 'is missing')
     ran = (run['summary'] or {}).get('epochs')  # a finished run's; a file cut at the end of a line reads whole
     if ran is not None and len(run['metrics']) != ran:
-        raise Damaged(folder, 'metrics.jsonl', f'holds {len(run["metrics"])} epochs, not the {ran} of summary.json')
+        raise Damaged(folder, 'metrics.jsonl', f'holds {len(run["metrics"])} of the {ran} epochs summary.json counts')
     return run if run['config'] and run['metrics'] else None
 
 
