@@ -218,7 +218,7 @@ def differences(folder, asked):
     parser = train.build_parser()
     wanted = parser.parse_args([*asked, '--out', folder])
     runs.read_checked(folder)
-    saved = runs.read_config(folder)['flags']  # a folder that holds a run has one, or check() said it is damaged
+    saved = runs.read_config(folder)['flags']  # a folder that holds a run has one, or read_checked() said it is damaged
     phrases = []
     for name in runs.TRAINING_FLAGS:
         have, want = saved.get(name, parser.get_default(name)), getattr(wanted, name)
