@@ -112,6 +112,18 @@ def test_the_grade_by_hand():
     assert table.splitlines()[-1] == '| | total | | | | 6.7/100 |'
 
 
+def test_a_test_that_fails_in_its_setup_is_not_passed(tmp_path):
+    """A test whose fixture raises never ran its checks, as in a handout, where a fixture that trains
+    a run meets a blank: the grade records it as not passed, with the blank it met."""
+    (tmp_path / 'tests').mkdir()
+    (tmp_path / 'tests' / 'test_a_fixture_meets_a_blank.py').write_text(
+        'import pytest\n\n\n@pytest.fixture\ndef run():\n'
+        '    raise NotImplementedError("exercise 6: cosine_lr in schedule.py")\n\n\n'
+        '@pytest.mark.exercise("cosine_lr")\ndef test_it(run):\n    pass\n')
+    tests = handout.results(str(tmp_path))
+    assert list(tests.values()) == [{'exercises': ['cosine_lr'], 'passed': False, 'blank': 'cosine_lr'}]
+
+
 def marked(tests):
     """{exercise: its own tests' node ids}, from handout.results' record."""
     own = {}

@@ -20,7 +20,7 @@ import locks
 import runs
 import train
 from conftest import (A_RUN, DEVICES, MAKE, TinyNet, make_cifar, metrics, one_line_error, snapshot, train_py,
-                      without_seconds)
+                      without_seconds, write_run)
 
 QUICK = ['--epochs', '2', '--cosine', '--lr', '0.05', '--erase-p', '0.5', '--train-subset', '100', '--eval-subset', '30',
          '--batch-size', '40', '--precision', 'fp32', '--device', 'cpu']
@@ -429,6 +429,19 @@ def test_an_overflowing_fp16_step_is_not_divergence(monkeypatch):
     assert [math.isfinite(v) for v in losses] == [False, True, True, False, True, True]
     assert loss == pytest.approx(sum(v for v in losses if math.isfinite(v)) / 4, rel=1e-3)
     assert scaler.get_scale() == 2.0 ** 14  # halved at each of the two overflows: skipped, not applied
+
+
+def test_status_gives_an_ended_run_s_time_in_all_and_an_unended_one_s_so_far(tmp_path):
+    """make status's line of each run folder, written by hand at a second an epoch: a finished run
+    and a diverged one have ended, and their time is in all; an interrupted run's is so far."""
+    finished, diverged, interrupted = (str(tmp_path / name) for name in ('finished', 'diverged', 'interrupted'))
+    write_run(finished, {'epochs': 2}, (0.5, 0.6))
+    write_run(diverged, {'epochs': 5}, (0.3, 0.1), summary='diverged')
+    write_run(interrupted, {'epochs': 5}, (0.5, 0.6, 0.7), summary=False)
+    (tmp_path / 'interrupted/checkpoint.pt').write_bytes(b'')
+    assert runs.status(finished) == [finished, 'finished', 'epoch 2/2', 'val acc 60.00%', '0:00:02 in all']
+    assert runs.status(diverged) == [diverged, 'diverged', 'epoch 2/5', 'val acc 10.00%', '0:00:02 in all']
+    assert runs.status(interrupted) == [interrupted, 'interrupted', 'epoch 3/5', 'val acc 70.00%', '0:00:03 so far']
 
 
 def status_lines(runs_dir, *make_args):

@@ -92,6 +92,21 @@ def test_a_comparison_once_settled_stays_settled(tmp_path):
 
 
 @pytest.mark.exercise('welch')
+def test_a_look_that_passed_counts_though_a_later_look_would_not(tmp_path):
+    """Both settings now have three seeds, so there is a later look to make: at 2 seeds a setting,
+    lr 0.01 at 86, 88% against lr 0.1 at 72, 74%, p = 0.010 < 0.025 (as above); seed 2 of each, 20%
+    and 73%, makes the look at 3 seeds within noise. Every look so far is judged, the first too: the
+    comparison stays settled, and is not called within noise at the cap."""
+    lr_runs(tmp_path, {'0.01': (0.86, 0.88, 0.20), '0.1': (0.72, 0.74, 0.73)})
+    looks, new = planned(tmp_path, 3)
+    assert looks['lr 0.01 against lr 0.1'] == ('settled', 'reproduced: +14.00 ± 1.41 (se), Welch t 9.9, df 2, '
+                                                          '2 and 2 seeds: p = 0.010 < 0.025')
+    assert BY_LR['0.1'] not in new
+    found = seeds.read(str(tmp_path), STUDY, LR_SWEEP)
+    assert report.our_margin(found[BY_LR['0.01']].runs, found[BY_LR['0.1']].runs).p > 0.5
+
+
+@pytest.mark.exercise('welch')
 def test_within_noise_at_the_cap_gets_no_more_seeds(tmp_path):
     """Three seeds of lr 0.01 and lr 0.1, as in tests/test_report.py: 86, 87, 88% against 80, 82,
     84%, t = 3.873 at df 2, p = 1 - 3.873 / √(2 + 15) = 0.061: with MAX_SEEDS = 3 at the cap,
@@ -194,6 +209,16 @@ def test_runs_made_with_other_flags_are_not_seeds_of_the_study(capsys, tmp_path)
     assert exit_info.value.code == 1 and err[0] == f'  {tmp_path}/lr-sweep/lr0.01/seed0: epochs 1, not 15'
     assert err[1].startswith('seeds.py: error: 1 run folder above holds a run made with other training flags')
     assert sorted(os.listdir(tmp_path / 'lr-sweep')) == ['lr0.01']
+
+
+def test_a_run_of_seed_n_made_with_its_setting_s_flags_is_a_seed_of_the_study(tmp_path):
+    """Seed N is asked for with --seed N, its folder's number: seed 1 of lr 0.1 made with the study's
+    flags is not stale; a run of seed 1 in seed2/ is, and says so."""
+    write_run(tmp_path / 'lr-sweep/lr0.1/seed1', {'lr': 0.1, 'seed': 1})
+    assert seeds.stale(seeds.read(str(tmp_path), STUDY, LR_SWEEP), LR_SWEEP[0].settings, '') == []
+    write_run(tmp_path / 'lr-sweep/lr0.1/seed2', {'lr': 0.1, 'seed': 1})
+    assert seeds.stale(seeds.read(str(tmp_path), STUDY, LR_SWEEP), LR_SWEEP[0].settings, '') == [
+        f'  {tmp_path}/lr-sweep/lr0.1/seed2: seed 1, not 2']
 
 
 # ---------------------------------------------------------------------------------------------

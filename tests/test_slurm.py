@@ -27,7 +27,7 @@ import data
 import slurm
 import test_makefile
 import test_study
-from conftest import A_RUN, MAKE, ROOT, metrics, train_py, without_seconds
+from conftest import A_RUN, MAKE, ROOT, metrics, train_py, without_seconds, write_run
 
 DAEMONS = ('munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scontrol', 'scancel', 'sinfo')
 PATH = os.environ.get('PATH', '') + ':/usr/sbin:/sbin'
@@ -133,6 +133,21 @@ def test_no_data_set_and_no_download_submits_nothing_with_one_line(monkeypatch, 
     assert error.startswith('slurm.py: error: nothing submitted: the compute nodes read CIFAR-10 from ')
     assert 'could not download CIFAR-10' in error and len(error.splitlines()) == 1
     assert not (tmp_path / 'runs' / 'slurm').exists()
+
+
+def test_only_runs_that_have_not_ended_are_submitted_and_those_to_start_over(tmp_path):
+    """A finished run and a diverged one have ended: no task is spent on them (a diverged run would
+    diverge again); an interrupted run, one not started, and an ended run make's FORCE=1 starts over
+    each get a task."""
+    finished, diverged, interrupted, not_started, forced = (str(tmp_path / name) for name in (
+        'finished', 'diverged', 'interrupted', 'not-started', 'forced'))
+    write_run(finished)
+    write_run(diverged, val_accs=(0.3, 0.1), summary='diverged')
+    write_run(interrupted, summary=False)
+    (tmp_path / 'interrupted/checkpoint.pt').write_bytes(b'')
+    write_run(forced)
+    todo, damaged = slurm.unended([finished, diverged, interrupted, not_started, forced], start_over=[forced])
+    assert todo == [interrupted, not_started, forced] and damaged == []
 
 
 @pytest.fixture(scope='module')

@@ -81,6 +81,22 @@ def test_a_run_in_another_precision_is_not_the_run_asked_for(tmp_path):
     assert study.differences(folder, asked) == [] == study.differences(folder, [*asked, '--precision', 'auto'])
 
 
+def test_a_diverged_run_has_ended_and_only_a_damaged_one_fails_make(tmp_path, capsys):
+    """After a target's runs: a diverged run is a result, named with its epoch, and make goes on
+    with the others, status 0; a damaged run is left out, named, and fails make, status 1."""
+    finished, diverged, damaged = (str(tmp_path / name) for name in ('finished', 'diverged', 'damaged'))
+    write_run(finished)
+    write_run(diverged, val_accs=(0.3, 0.1), summary='diverged')
+    assert study.ended([finished, diverged]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f'diverged: {diverged}, at epoch 2 (its summary.json; --force starts it over)',
+        '1 of 2 runs diverged; make status shows every run']
+    write_run(damaged)
+    (tmp_path / 'damaged/config.json').write_text('{"flags": {')
+    assert study.ended([finished, diverged, damaged]) == 1
+    assert capsys.readouterr().out.splitlines()[1].startswith(f'left out: {damaged}: config.json is cut short; ')
+
+
 def test_an_experiment_starts_from_the_setting_it_names():
     """The report carried each choice forward: erase-p's settings are erase's p 1.0, but for p."""
     erase, p08 = (next(s for s in STUDY.settings() if s.key == key) for key in ('erase/p1.0', 'erase-p/p0.8'))
@@ -104,6 +120,22 @@ def test_a_file_that_is_not_a_study_is_one_line(tmp_path, edit, says):
     with pytest.raises(study.StudyError) as error:
         study.load(path)
     assert says in str(error.value) and len(str(error.value).splitlines()) == 1, str(error.value)
+
+
+def test_two_settings_share_a_folder_only_in_two_experiments(tmp_path):
+    """A setting's runs are in RUNS/experiment/folder/seedN: two settings of one experiment in one
+    folder would take each other's runs, and the file is refused, in one line; two experiments may
+    each have a setting of that folder name, since their runs are apart."""
+    def experiment(name, *labels):  # its settings all in folder "f"
+        return f'[[experiment]]\nname = "{name}"\ntitle = "T"\n' + ''.join(
+            f'[[experiment.setting]]\nlabel = "{label}"\nfolder = "f"\n' for label in labels)
+    path = tmp_path / 'study.toml'
+    path.write_text(experiment('a', 'one', 'two'))
+    with pytest.raises(study.StudyError) as error:
+        study.load(path)
+    assert str(error.value) == f"{path}: experiment 'a': two settings in folder 'f'"
+    path.write_text(experiment('a', 'one') + experiment('b', 'two'))
+    assert [s.key for s in study.load(path).settings()] == ['a/f', 'b/f']
 
 
 def project_copy(folder):
