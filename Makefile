@@ -1,4 +1,4 @@
-# The report's study, one target per experiment of study.toml (STUDY.md describes them).
+# The report's study, one target per experiment of study.toml (docs/study.md describes them).
 #
 #   make test                     the tests; on a GPU machine the CUDA ones too (skipped, with the reason, elsewhere)
 #   make test-quick               the tests without the slow ones: a student's check while rewriting a module
@@ -9,11 +9,11 @@
 #   make study                    every experiment of study.toml: the report's seven, 14 runs
 #   make -j4 study GPUS='0 1 2 3' the same on four GPUs: each run takes one that no other run holds, as it starts
 #   make status                   a line per run: finished, running, interrupted, diverged or not started (EXP=wd: one experiment)
-#   make study SLURM='--gres=gpu:1 --time=6:00:00'   every unfinished run, as one Slurm job array (slurm.py)
-#   make seeds EXP='lr-sweep schedule' MAX_SEEDS=5   seeds in rounds, only where a comparison is within noise (seeds.py)
+#   make study SLURM='--gres=gpu:1 --time=6:00:00'   every unfinished run, as one Slurm job array (runner/slurm.py)
+#   make seeds EXP='lr-sweep schedule' MAX_SEEDS=5   seeds in rounds, only where a comparison is within noise (runner/seeds.py)
 #   make figures, make tables     the report's figures and tables from the runs, in figures/
 #   make bench                    training speed, ours (eager and compiled) against the usual DataLoader pipeline
-#   make handout OUT=DIR          the course's handout: the chapters with their exercises blank; in it, make grade
+#   make handout OUT=DIR          the course's handout: the chapters with their exercises blank; in it, make grade (course/)
 #
 # A run whose summary.json exists has ended (finished, or diverged) and is not run again; a run
 # with a checkpoint but no summary was interrupted and continues where it stopped (--resume). Both
@@ -58,24 +58,24 @@ figures: $(VENV)/installed
 tables: $(VENV)/installed
 	$(PY) report.py --tables --runs $(RUNS)
 
-# A line per run of the study, or of the experiments in EXP: its state, epoch, accuracy and time (runs.py).
+# A line per run of the study, or of the experiments in EXP: its state, epoch, accuracy and time (bookkeeping/runs.py).
 status: | $(VENV)/installed
-	@$(PY) runs.py $(if $(EXP),$(foreach e,$(EXP),$(FOLDERS_$(e))),$(FOLDERS_study))
+	@$(PY) -m bookkeeping.runs $(if $(EXP),$(foreach e,$(EXP),$(FOLDERS_$(e))),$(FOLDERS_study))
 
 # The course's handout: a copy of the project in OUT with each exercise left blank, and the grade of
-# a copy, exercise by exercise, from the tests marked with each (handout.py; ARGS=--json for an autograder).
+# a copy, exercise by exercise, from the tests marked with each (course/handout.py; ARGS=--json for an autograder).
 handout:
 	@$(if $(OUT),,$(error make handout OUT=DIR: name a new folder for the student's copy))
-	$(PYTHON) handout.py make '$(OUT)'
+	$(PYTHON) -m course.handout make '$(OUT)'
 grade: $(VENV)/installed
-	$(PY) handout.py grade $(ARGS)
+	$(PY) -m course.handout grade $(ARGS)
 
 # Seeds only where a verdict is open: rounds of runs, each planned from the runs so far, up to
 # MAX_SEEDS a setting, for the claims' comparisons within the experiments in EXP (default: all).
 # Each round runs through make (-j, GPUS, make's checks) or, with SLURM, as one job array it waits
-# for (seeds.py). $(MAKE) on the line hands make's job slots to the make of each round.
+# for (runner/seeds.py). $(MAKE) on the line hands make's job slots to the make of each round.
 seeds: | $(VENV)/installed
-	$(PY) seeds.py --make='$(MAKE)' --runs='$(RUNS)' --max-seeds='$(MAX_SEEDS)' --exp='$(EXP)' --args='$(ARGS)' \
+	$(PY) -m runner.seeds --make='$(MAKE)' --runs='$(RUNS)' --max-seeds='$(MAX_SEEDS)' --exp='$(EXP)' --args='$(ARGS)' \
 		--gpus='$(GPUS)' $(if $(SLURM),--sbatch='$(SLURM)')
 
 # $(call experiment,NAME,SETTING,FLAGS): the experiment NAME gains the runs of one setting, one per
@@ -93,28 +93,31 @@ endef
 # Start over a run made with other flags (FORCE=1), or continue an interrupted one from its checkpoint.
 continue = $(if $(filter $(1),$(STALE)),--force,$(if $(wildcard $(1)/checkpoint.pt),--resume))
 
-# The study's experiments and their settings, from study.toml: study.py prints a
-# $(call experiment,NAME,SETTING,FLAGS) for each setting, which adds NAME to EXPERIMENTS.
-STUDY_RULES := $(shell $(PYTHON) study.py make)
+# The study's experiments and their settings, from study.toml: a $(call experiment,NAME,SETTING,FLAGS)
+# for each setting, which adds NAME to EXPERIMENTS. python3 -m bookkeeping.study prints them.
+$(eval $(shell $(PYTHON) -m bookkeeping.study))
 ifneq ($(.SHELLSTATUS),0)
 $(error study.toml cannot be read as a study (above))
 endif
-$(eval $(STUDY_RULES))
 
 FOLDERS_study := $(foreach e,$(EXPERIMENTS),$(FOLDERS_$(e)))
 .PHONY: $(EXPERIMENTS)
 
 # Before any run, the runs asked for that have a folder already must be what their target asks:
-# a finished quick try (ARGS='--epochs 1') is not the real run. study.py check names each that
-# differs, and how; make stops there, or with FORCE=1 starts those runs over (STALE). It names
-# each folder with a damaged file too, which make leaves alone and goes on without (DAMAGED).
+# a finished quick try (ARGS='--epochs 1') is not the real run. runner/checks.py names each that
+# differs, and how, and exits 1: make stops there. With FORCE=1 it lists them in $(CHECKED)/stale,
+# and they start over (STALE). It lists each folder with a damaged file in $(CHECKED)/damaged,
+# which make leaves alone and goes on without (DAMAGED).
 ASKED := $(foreach g,$(MAKECMDGOALS),$(FOLDERS_$(g)) $(patsubst %/summary.json,%,$(filter %/summary.json,$(g))))
 HELD := $(strip $(foreach f,$(ASKED),$(if $(wildcard $(f)/config.json $(f)/summary.json $(f)/checkpoint.pt),$(f))))
-CHECKED := $(if $(HELD),$(shell $(PY) study.py check $(if $(FORCE),--force) --args '$(ARGS)' $(foreach f,$(HELD),$(f) '$(ASKED_$(f))')))
-STALE := $(patsubst %:stale,%,$(filter %:stale,$(CHECKED)))
-DAMAGED := $(patsubst %:damaged,%,$(filter %:damaged,$(CHECKED)))
-ifneq ($(and $(STALE),$(if $(FORCE),,stop)),)
+CHECKED := $(RUNS)/.checked
+ifneq ($(HELD),)
+$(shell $(PY) -m runner.checks before $(if $(FORCE),--force) --args '$(ARGS)' --into '$(CHECKED)' $(foreach f,$(HELD),$(f) '$(ASKED_$(f))'))
+ifneq ($(.SHELLSTATUS),0)
 $(error run folders above hold other runs than asked for)
+endif
+STALE := $(file < $(CHECKED)/stale)
+DAMAGED := $(file < $(CHECKED)/damaged)
 endif
 # With FORCE=1 they run again, summary.json or not: a phony prerequisite is never up to date.
 $(addsuffix /summary.json,$(STALE)): start-over
@@ -122,15 +125,15 @@ $(addsuffix /summary.json,$(STALE)): start-over
 
 ifeq ($(SLURM),)
 # An experiment is made of its runs' summaries: make runs those that are missing. Then, if it was
-# asked for by name, it says which of its runs diverged, and which it left out as damaged (study.py ended).
+# asked for by name, it says which of its runs diverged, and which it left out as damaged (runner/checks.py).
 $(foreach e,$(EXPERIMENTS),$(eval $(e): $(addsuffix /summary.json,$(filter-out $(DAMAGED),$(FOLDERS_$(e))))))
 study: $(EXPERIMENTS)
 $(EXPERIMENTS) study:
-	@$(if $(filter $@,$(MAKECMDGOALS)),$(PY) study.py ended $(FOLDERS_$@))
+	@$(if $(filter $@,$(MAKECMDGOALS)),$(PY) -m runner.checks ended $(FOLDERS_$@))
 else
 # With SLURM, a target submits its unfinished runs as one Slurm job array instead, a task per run,
-# each of which runs its run through make, on a GPU of the cluster's (slurm.py).
+# each of which runs its run through make, on a GPU of the cluster's (runner/slurm.py).
 $(EXPERIMENTS) study: | $(VENV)/installed
-	$(PY) slurm.py --sbatch='$(SLURM)' --name $@ --runs '$(RUNS)' --make 'RUNS=$(RUNS)' --make 'SEEDS=$(SEEDS)' \
+	$(PY) -m runner.slurm --sbatch='$(SLURM)' --name $@ --runs '$(RUNS)' --make 'RUNS=$(RUNS)' --make 'SEEDS=$(SEEDS)' \
 		--make 'ARGS=$(ARGS)' $(if $(FORCE),--make FORCE=1 $(addprefix --start-over ,$(filter $(FOLDERS_$@),$(STALE)))) $(FOLDERS_$@)
 endif

@@ -30,13 +30,13 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 
-from hardware import PRECISIONS, autocast_for, describe, pick_device, pick_precision
+from bookkeeping import flags, study
+from bookkeeping.hardware import autocast_for, describe, pick_device, pick_precision
 from model import ResNet18
-import study
-from train import build, build_parser, evaluate, train_one_epoch, training_batches
+from train import build, evaluate, train_one_epoch, training_batches
 
 # The epochs of every run of the study (study.toml): the report's are 3 of 15 and 11 of 300.
-STUDY_EPOCHS = sum(s.flags.get('epochs', build_parser().get_default('epochs')) for s in study.load().settings())
+STUDY_EPOCHS = sum(s.flags.get('epochs', flags.DEFAULTS['epochs']) for s in study.load().settings())
 ERASE = dict(p=1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3))
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)  # CIFAR-10's, roughly: synthetic data needs some
 
@@ -130,7 +130,7 @@ def bench_plain(device, batch, steps, windows, eval_images):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: %(default)s)')
-    parser.add_argument('--precision', choices=PRECISIONS, default='auto',
+    parser.add_argument('--precision', choices=flags.PRECISIONS, default='auto',
                         help='of ours, chosen as train.py chooses it (default: %(default)s)')
     parser.add_argument('--batch-size', type=int, default=128, help='training batch size (default: %(default)s, the report\'s)')
     parser.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 4 on CPU)')

@@ -78,7 +78,7 @@ def fetch(root, download=True):
 
 def locked(root, where):
     """root/cifar-10.lock, open and locked by this process, which waits for the lock if need be.
-    Closing the file (the end of a `with` block) gives the lock up (flock(2), as in locks.py)."""
+    Closing the file (the end of a `with` block) gives the lock up (flock(2), as in bookkeeping/locks.py)."""
     # `make -j3` on a fresh clone, or a Slurm job array, starts several processes here at once: the
     # first to take the lock fetches, the others wait for it and then find the folder made. The
     # kernel frees the lock when its holder dies, even by kill -9. The file is never removed: a

@@ -10,8 +10,8 @@ ours, each with its uncertainty (stats.py), and whether either is beyond noise; 
 Holm's correction across the family of comparisons; and, for a margin within noise, how many
 seeds would settle it.
 
-What to show comes from study.toml (study.py): each experiment's settings, the report's numbers,
-the claims. What is shown is made from what the runs wrote (runs.py reads their folders), laid out
+What to show comes from study.toml (bookkeeping/study.py): each experiment's settings, the report's numbers,
+the claims. What is shown is made from what the runs wrote (bookkeeping/runs.py reads their folders), laid out
 as the Makefile lays them out: RUNS/EXPERIMENT/SETTING/seedN/. A run whose training flags depart
 from its setting's (fewer epochs, a training or evaluation subset, another batch size...) says so
 wherever its numbers appear; several seeds of a setting give their mean, with their spread; a run
@@ -34,22 +34,16 @@ from typing import NamedTuple
 
 import torch
 
-import figures
-import runs
-import study
-import train
-from data import DataError, class_table, load_cifar10, split_for
+from bookkeeping import figures, flags, runs, study
+from data import CLASSES, DataError, class_table, load_cifar10, split_for
+from schedule import cosine_lr
 from stats import (ALPHA, binomial_se, holm, mcnemar_p, mean_sd_sem, normal_p, seeds_needed, seeds_needed_roughly,
                    t_critical, welch)
 
 REPORT_IMAGES = 10_000  # the report's validation set, and its test set
 SEEDS_CAP = 20          # the most seeds a setting the Conclusions count to; past it, they say roughly how many
-FULL_TRAIN = 40_000     # the training split, all of it
 NORMAL_95 = statistics.NormalDist().inv_cdf(0.975)  # 1.96: 95% of a normal lies within 1.96 sd of its mean
 METRICS = ['train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc']
-# Every training flag at train.py's default: a setting's flags say only what differs from them, and a run's
-# config.json lacks a flag added to train.py after the run, which the run had at its default.
-DEFAULTS = {name: train.build_parser().get_default(name) for name in runs.TRAINING_FLAGS}
 
 
 class Found(NamedTuple):
@@ -111,13 +105,74 @@ stats.seeds_needed). The spread of one seed's accuracy is the standard deviation
 two or more. With one run it is the binomial standard error of its accuracy: a floor, since another seed also \
 draws other weights, another data order and other augmentations, so the count is *at least* that, and training \
 noise adds. Past {SEEDS_CAP} seeds a setting it says roughly how many (stats.seeds_needed_roughly). `make seeds` \
-adds seeds only where a comparison is open, a round at a time (seeds.py).
+adds seeds only where a comparison is open, a round at a time (runner/seeds.py).
 - **Holm's correction.** A family of comparisons at α 0.05 each (the report's claims make eleven): even if no \
 setting differed from another, about one in twenty would pass by chance. Holm's step-down rule (Holm 1979; \
 stats.holm) keeps the chance of calling even one of the family real by chance at α: it compares the smallest p of \
 m with α/m, the next with α/(m − 1), and so on, and stops at the first that is not below its threshold; it and \
 every larger p stay within noise. It holds whatever the dependence between the comparisons, and several share a \
 setting. The report's numbers are one family, our comparisons with a test another."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the runs of each setting.
+
+
+def collect(runs_dir, the_study):
+    """For each setting of the study, by its key: its runs, RUNS/experiment/folder/seedN, in the
+    order of N, and those left out because a file of theirs is damaged (each named in one line)."""
+    found = {}
+    for setting in the_study.settings():
+        top = os.path.join(runs_dir, setting.experiment, setting.folder)
+        seeds = sorted((d for d in (os.listdir(top) if os.path.isdir(top) else []) if d[4:].isdigit() and d.startswith('seed')),
+                       key=lambda d: int(d[4:]))
+        setting_runs, damaged = [], []
+        for seed in seeds:
+            try:
+                run = runs.read(os.path.join(top, seed))
+            except runs.Damaged as e:
+                print(f'left out: {e}')
+                damaged.append(e)
+                continue
+            if run:
+                setting_runs.append(run)
+        if not setting_runs and not damaged:
+            print(f'skipped: {setting.experiment}, {setting.label}: no run in {top}/')
+        found[setting.key] = Found(setting_runs, damaged)
+    return found
+
+
+def departures(setting, found_runs):
+    """How the runs depart from their setting's flags, in flags.departures' words ('epochs 3, not 15',
+    'train-subset 8000, not none'), each once; [] for runs of the setting itself. Another seed is
+    the same setting."""
+    notes = []
+    for run in found_runs:
+        have = run['config']['flags']
+        notes += flags.departures(have, setting.flags | {'seed': have.get('seed', flags.DEFAULTS['seed'])})
+    return list(dict.fromkeys(notes))  # once each, in order
+
+
+def final(run):
+    """A run's final numbers: its last epoch's line, and the test numbers once it has finished."""
+    last, summary = run['metrics'][-1], run['summary'] or {}
+    return {k: summary.get(k) if k.startswith('test') else last[k] for k in METRICS}
+
+
+def diverged(run):
+    return 'diverged_at' in (run['summary'] or {})
+
+
+def finished(found_runs):
+    """The runs that ended with their numbers: a summary, and no divergence."""
+    return [r for r in found_runs if r['summary'] and not diverged(r)]
+
+
+def progress(found_runs):
+    """'' when every run has finished, else what the others are: in progress, or diverged."""
+    notes = [f'in progress: epoch {len(r["metrics"])}/{r["config"]["flags"]["epochs"]}' for r in found_runs
+             if not r['summary']]
+    return '; '.join(notes + [f'diverged at epoch {r["summary"]["diverged_at"]}' for r in found_runs if diverged(r)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +240,14 @@ def verdict(margin):
     if margin is None:
         return 'not run yet'
     return 'within noise' if margin.p >= ALPHA else 'reproduced' if margin.difference > 0 else 'reversed'
+
+
+def points(margin):
+    return f'{100 * margin.difference:+.2f} ± {100 * margin.se:.2f} (se)'
+
+
+def p_text(p):
+    return 'p < 0.001' if p < 0.001 else f'p = {p:.3f}'
 
 
 def conclusions(the_study, found):
@@ -313,76 +376,6 @@ def seeds_text(margin, a, b, have=1):
 
 
 # ---------------------------------------------------------------------------------------------
-# Finding the runs of each setting.
-
-
-def collect(runs_dir, the_study):
-    """For each setting of the study, by its key: its runs, RUNS/experiment/folder/seedN, in the
-    order of N, and those left out because a file of theirs is damaged (each named in one line)."""
-    found = {}
-    for setting in the_study.settings():
-        top = os.path.join(runs_dir, setting.experiment, setting.folder)
-        seeds = sorted((d for d in (os.listdir(top) if os.path.isdir(top) else []) if d[4:].isdigit() and d.startswith('seed')),
-                       key=lambda d: int(d[4:]))
-        setting_runs, damaged = [], []
-        for seed in seeds:
-            try:
-                run = runs.read(os.path.join(top, seed))
-            except runs.Damaged as e:
-                print(f'left out: {e}')
-                damaged.append(e)
-                continue
-            if run:
-                setting_runs.append(run)
-        if not setting_runs and not damaged:
-            print(f'skipped: {setting.experiment}, {setting.label}: no run in {top}/')
-        found[setting.key] = Found(setting_runs, damaged)
-    return found
-
-
-def departures(setting, found_runs):
-    """How the runs depart from their setting's training flags, as phrases: '3 epochs, not 15',
-    '8,000 training images, not 40,000', 'batch 64, not 128', 'no crop and flip'... [] for runs of
-    the setting itself. A flag a config.json lacks had its default (one added to train.py since)."""
-    wanted, notes = DEFAULTS | setting.flags, []
-    for run in found_runs:
-        flags, sizes = DEFAULTS | run['config']['flags'], run['config']['sizes']
-        for name in runs.TRAINING_FLAGS:
-            have, want = flags[name], wanted[name]
-            if name in ('seed', 'precision') or have == want:  # another seed, or the hardware's precision: the same setting
-                continue
-            notes.append({'epochs': f'{have} epoch{"s" * (have != 1)}, not {want}',
-                          'train_subset': f'{sizes["train"]:,} training images, not {want or FULL_TRAIN:,}',
-                          'eval_subset': f'{sizes["val"]:,} validation and test images, not {want or REPORT_IMAGES:,}',
-                          'batch_size': f'batch {have}, not {want}',
-                          'no_crop_flip': 'no crop and flip' if have else 'crop and flip'}.get(
-                name, f'{name.replace("_", " ")} {study.as_written(have)}, not {study.as_written(want)}'))
-    return list(dict.fromkeys(notes))  # once each, in order
-
-
-def final(run):
-    """A run's final numbers: its last epoch's line, and the test numbers once it has finished."""
-    last, summary = run['metrics'][-1], run['summary'] or {}
-    return {k: summary.get(k) if k.startswith('test') else last[k] for k in METRICS}
-
-
-def diverged(run):
-    return 'diverged_at' in (run['summary'] or {})
-
-
-def finished(found_runs):
-    """The runs that ended with their numbers: a summary, and no divergence."""
-    return [r for r in found_runs if r['summary'] and not diverged(r)]
-
-
-def progress(found_runs):
-    """'' when every run has finished, else what the others are: in progress, or diverged."""
-    notes = [f'in progress: epoch {len(r["metrics"])}/{r["config"]["flags"]["epochs"]}' for r in found_runs
-             if not r['summary']]
-    return '; '.join(notes + [f'diverged at epoch {r["summary"]["diverged_at"]}' for r in found_runs if diverged(r)])
-
-
-# ---------------------------------------------------------------------------------------------
 # Tables 1-7 as markdown.
 
 
@@ -403,14 +396,6 @@ def accuracy_cell(estimate):
     return f'{100 * estimate.mean:.2f} ± {100 * estimate.sd:.2f} (sd; sem {100 * estimate.se:.2f})'
 
 
-def points(margin):
-    return f'{100 * margin.difference:+.2f} ± {100 * margin.se:.2f} (se)'
-
-
-def p_text(p):
-    return 'p < 0.001' if p < 0.001 else f'p = {p:.3f}'
-
-
 def mean_sd(values):
     values = [v for v in values if v is not None]
     if not values:
@@ -429,7 +414,7 @@ def results_table(experiment, found):
         setting, (found_runs, damaged) = shown.setting, found[shown.setting.key]
         report = {k: setting.report.get(k) for k in METRICS}
         if setting.report:
-            lines.append(f'| {shown.label} | report | {setting.flags.get("epochs", DEFAULTS["epochs"])} | 1 | ' + ' | '.join(
+            lines.append(f'| {shown.label} | report | {setting.flags.get("epochs", flags.DEFAULTS["epochs"])} | 1 | ' + ' | '.join(
                 accuracy_cell(report_accuracy(setting, k[:-4])) if k in ('val_acc', 'test_acc') else
                 cell(report[k], percent=k.endswith('acc')) for k in METRICS) + ' |')
         else:
@@ -472,8 +457,8 @@ def write_figures(args, the_study, found, train_x, train_y):
         written.append(name)
     if train_x is not None:
         batch = split_for(train_y, args.seed)[0][:args.batch]
-        save(figures.first_batch(train_x[batch], train_y[batch]), 'figure1_first_batch.png')
-    save(figures.cosine(), 'figure3_cosine.png')
+        save(figures.first_batch(train_x[batch], train_y[batch], CLASSES), 'figure1_first_batch.png')
+    save(figures.cosine([cosine_lr(e, 300, 0.01) for e in range(300)], 0.01), 'figure3_cosine.png')
     for experiment in the_study.experiments:
         columns = [(shown.label, found[shown.setting.key].runs, progress(found[shown.setting.key].runs))
                    for shown in experiment.rows() if found[shown.setting.key].runs]

@@ -6,12 +6,11 @@
     python train.py --epochs 4 --train-subset 4000 --eval-subset 2000   # minutes on a CPU
 
 The file reads top to bottom: the data as batches, the network and SGD, one epoch of SGD,
-evaluation, the run epoch by epoch, then the flags. Settings are chosen on the validation split;
+evaluation, the run epoch by epoch, then main(). Settings are chosen on the validation split;
 the test set is evaluated once, after the last epoch, and its numbers are only reported (data.py
-says why). What a run writes and how --resume continues it is runs.py's; the device and the
-precision, hardware.py's.
+says why). The flags are declared in bookkeeping/flags.py; what a run writes and how --resume
+continues it is bookkeeping/runs.py's; the device and the precision, bookkeeping/hardware.py's.
 """
-import argparse
 import functools
 import math
 import signal
@@ -21,11 +20,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-import runs
 from augment import crop_flip, erase, sample_boxes, sample_crops
+from bookkeeping import flags, runs
+from bookkeeping.hardware import (MEMORY_FORMAT, NotNative, autocast_for, fp16_backward_and_step, pick_device,
+                                  pick_precision, set_determinism, start_momentum_at_zero, take_gpu)
 from data import DataError, load_splits, normalize
-from hardware import (MEMORY_FORMAT, PRECISIONS, NotNative, autocast_for, fp16_backward_and_step, pick_device, pick_precision,
-                      set_determinism, start_momentum_at_zero, take_gpu)
 from model import ResNet18
 from schedule import lr_at
 
@@ -61,14 +60,14 @@ def build(seed, lr, momentum, wd, precision, device, compiled=False):
         w <- w - lr v            (Sutskever et al. put lr into v: the same while lr is constant)
 
     Returns the model; the model compiled (--compile; else the model itself), which shares its
-    weights; SGD; and fp16's GradScaler, which is off in the other precisions (hardware.py)."""
+    weights; SGD; and fp16's GradScaler, which is off in the other precisions (bookkeeping/hardware.py)."""
     torch.manual_seed(seed)
     model = ResNet18().to(device, memory_format=MEMORY_FORMAT)
     # dynamic=False: one compiled graph per batch shape. Otherwise the epoch's smaller last batch
     # makes it recompile for any shape and use those kernels from then on, and a resumed run,
     # whose first batches run the first graph again, would round differently from the original.
     step_model = torch.compile(model, dynamic=False) if compiled else model
-    # Fused: one kernel updates every weight (hardware.py says why, and why v must start at 0 there).
+    # Fused: one kernel updates every weight (bookkeeping/hardware.py says why, and why v must start at 0).
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd, fused=True)
     start_momentum_at_zero(optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
@@ -79,7 +78,7 @@ def train_one_epoch(model, optimizer, scaler, batches, autocast):
     """SGD over one epoch's batches, each step lowering the batch's cross-entropy: the mean, over
     its images, of -log(the probability the network's softmax gives the right class). Returns the
     mean training loss and accuracy, on the augmented images. The forward pass runs in autocast(),
-    the run's precision; in fp16 only, the scaler takes backward and step (hardware.py).
+    the run's precision; in fp16 only, the scaler takes backward and step (bookkeeping/hardware.py).
 
     Loss and correct counts are summed on the device and read once at the end: an .item() per
     step would make the CPU wait for the GPU at every step."""
@@ -202,83 +201,14 @@ def train(args, device, resume):
     return 'finished'
 
 
-# ---------------------------------------------------------------------------------------------
-# The flags.
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """Bad input: one line and exit status 2, as argparse does, without the usage block."""
-        self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
-
-
-def build_parser():
-    p = Parser(prog='train.py', description='Train ResNet-18 on CIFAR-10. With no flags: the report\'s baseline.')
-    p.add_argument('--lr', type=float, default=0.01, help='initial learning rate (default: %(default)s)')
-    p.add_argument('--epochs', type=int, default=300, help='epochs to train (default: %(default)s)')
-    p.add_argument('--batch-size', type=int, default=128, help='training batch size (default: %(default)s)')
-    p.add_argument('--momentum', type=float, default=0.9, help='SGD momentum (default: %(default)s)')
-    p.add_argument('--cosine', action='store_true', help='cosine annealing towards 0, set once per epoch (default: constant lr)')
-    p.add_argument('--wd', type=float, default=0.0, help='weight decay (default: %(default)s)')
-    p.add_argument('--erase-p', type=float, default=0.0, help='random-erasing probability; 0 turns it off (default: %(default)s)')
-    p.add_argument('--erase-scale', type=float, nargs=2, default=[0.02, 0.33], metavar=('LO', 'HI'),
-                   help='range of the erased fraction of the image (default: 0.02 0.33)')
-    p.add_argument('--erase-ratio', type=float, nargs=2, default=[0.3, 3.3], metavar=('LO', 'HI'),
-                   help='range of the erased rectangle\'s aspect ratio (default: 0.3 3.3)')
-    p.add_argument('--no-crop-flip', action='store_true', help='turn off the standard random crop and flip (default: on)')
-    p.add_argument('--seed', type=int, default=0,
-                   help='seed of the split, the weights, the data order and the augmentations (default: %(default)s)')
-    p.add_argument('--train-subset', type=int, default=None, metavar='N',
-                   help='train on a class-balanced N of the training split, for quick runs (default: all)')
-    p.add_argument('--eval-subset', type=int, default=None, metavar='N',
-                   help='evaluate on a class-balanced N of the validation and of the test set (default: all)')
-    p.add_argument('--precision', choices=PRECISIONS, default='auto',
-                   help='bf16 or fp16 autocast, or plain fp32; auto is the fastest the hardware computes natively '
-                        '(hardware.py) (default: %(default)s)')
-    p.add_argument('--compile', action='store_true', help='torch.compile the model (default: off)')
-    p.add_argument('--deterministic', action='store_true', help='deterministic CUDA kernels: repeatable, slower (default: off)')
-    p.add_argument('--data-dir', default='data', help='folder holding cifar-10-batches-py (default: %(default)s)')
-    p.add_argument('--out', default=None, help='folder of this run (default: runs/ and a name made from the flags)')
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto, cuda when available)')
-    p.add_argument('--gpu-pool', nargs='+', metavar='GPU',
-                   help='take one of these GPUs that no other run of this project holds, waiting for one if need be '
-                        '(make GPUS=...) (default: no pool; the GPUs that CUDA_VISIBLE_DEVICES shows)')
-    p.add_argument('--resume', action='store_true',
-                   help='continue the run in --out from its checkpoint, with its own flags (--compile included)')
-    p.add_argument('--force', action='store_true', help='start over in an --out that already holds a run, deleting it')
-    return p
-
-
-def check_flags(args):
-    """Every number in range, or a ValueError naming the flag."""
-    lo, hi = args.erase_scale
-    rlo, rhi = args.erase_ratio
-    rules = [
-        (math.isfinite(args.lr) and args.lr > 0, f'--lr must be a positive number, got {args.lr}'),
-        (args.epochs > 0, f'--epochs must be positive, got {args.epochs}'),
-        (args.batch_size > 0, f'--batch-size must be positive, got {args.batch_size}'),
-        (math.isfinite(args.momentum) and args.momentum >= 0, f'--momentum must be 0 or more, got {args.momentum}'),
-        (math.isfinite(args.wd) and args.wd >= 0, f'--wd must be 0 or more, got {args.wd}'),
-        (0 <= args.erase_p <= 1, f'--erase-p must be within [0, 1], got {args.erase_p}'),
-        (0 < lo <= hi <= 1, f'--erase-scale must be LO HI with 0 < LO <= HI <= 1, got {lo} {hi}'),
-        (0 < rlo <= rhi < math.inf, f'--erase-ratio must be LO HI with 0 < LO <= HI, got {rlo} {rhi}'),
-        (args.train_subset is None or args.train_subset > 0, f'--train-subset must be positive, got {args.train_subset}'),
-        (args.eval_subset is None or args.eval_subset > 0, f'--eval-subset must be positive, got {args.eval_subset}'),
-        (args.seed >= 0, f'--seed must be 0 or more, got {args.seed}'),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ValueError(message)
-
-
 def main(argv=None):
-    parser = build_parser()
+    parser = flags.parser()  # every flag, its default and its range: bookkeeping/flags.py
     args = parser.parse_args(argv)
-    args.out = args.out or runs.default_out(args, parser.get_default)
+    args.out = args.out or flags.default_out(args)
     try:  # a flag that cannot be: one line, exit status 2, nothing written
         if args.resume:
-            runs.take_saved_flags(args, runs.given_flags(parser, argv), parser.get_default)
-        check_flags(args)
+            runs.take_saved_flags(args, flags.given(argv))
+        flags.check(args)
         if args.gpu_pool:  # before torch looks for CUDA
             take_gpu(args.gpu_pool)
         device = pick_device(args.device)

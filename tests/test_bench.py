@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-import hardware
-import study
+from bookkeeping import hardware
+from bookkeeping import study
 from conftest import DEVICES, ROOT
 
 

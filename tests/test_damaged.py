@@ -16,10 +16,11 @@ import pytest
 import torch
 
 import report
-import runs
-import slurm
-import study
+from bookkeeping import runs
+from runner import checks, slurm
+from bookkeeping import study
 import train
+from bookkeeping import flags
 from conftest import A_RUN, TinyNet, snapshot
 
 STUDY = study.load()
@@ -36,7 +37,7 @@ def pristine(cifar_root, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train, 'ResNet18', TinyNet)
         for setting in SWEEP:
-            train.main([*study.command_line(setting.flags).split(), *FLAGS, '--data-dir', cifar_root,
+            train.main([*flags.command_line(setting.flags).split(), *FLAGS, '--data-dir', cifar_root,
                         '--out', str(folder / setting.experiment / setting.folder / 'seed0')])
     return folder
 
@@ -146,8 +147,8 @@ def readers(study_dir, capsys, cifar_root, figures):
     todo = []
     text = run('slurm', lambda: todo.extend(slurm.unended(folders)[0]))
     said['slurm'] = (text, todo)
-    asked = [(f, study.command_line(s.flags) + ' --seed 0') for f, s in zip(folders, SWEEP)]
-    text = run('check', lambda: study.check(asked, ' '.join(FLAGS), force=False))
+    asked = [(f, flags.command_line(s.flags) + ' --seed 0') for f, s in zip(folders, SWEEP)]
+    text = run('check', lambda: checks.before(asked, ' '.join(FLAGS), False, str(study_dir / '.checked')))
     said['check'] = (text, [word for word in text.split() if any(word.startswith(o) for o in others)])
     said['slurm'] = (said['slurm'][0], [f.replace(str(study_dir), 'RUNS') for f in said['slurm'][1]])
     return said

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-import handout
+from course import handout
 from conftest import ROOT, make_cifar
 
 # In a handout the solutions are cut out, and with them what these tests check: the instructor's.
@@ -90,7 +90,7 @@ def test_no_solution_line_is_left_anywhere_in_the_handout(blank):
 
 def test_a_handout_is_not_written_over_a_folder_that_holds_something(tmp_path):
     (tmp_path / 'notes.txt').write_text('mine')
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'handout.py'), 'make', str(tmp_path)],
+    result = subprocess.run([sys.executable, '-m', 'course.handout', 'make', str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.strip() == f'handout.py: error: {tmp_path} is not empty: name a new ' \
                                                                f'folder, or empty it first'
@@ -140,7 +140,7 @@ def test_each_exercise_is_graded_on_its_own(blank, tmp_path):
     each exercise, a handout with only its solution put back: its own tests pass. Last, with every
     solution back, the handout trains: train.py --epochs 1 on a subset, end to end. The pytest runs
     go two at a time, a core each."""
-    record = ('import json, sys; sys.path.insert(0, sys.argv[1]); import handout, pytest; r = handout.Recorder()\n'
+    record = ('import json, sys; sys.path.insert(0, sys.argv[1]); from course import handout; import pytest; r = handout.Recorder()\n'
               'pytest.main(["-p", "no:terminal", "-p", "no:cacheprovider", "-m", "not slow", "--rootdir", sys.argv[1], '
               '*sys.argv[3:]], plugins=[r])\n'
               'json.dump(r.tests, open(sys.argv[2], "w"))')

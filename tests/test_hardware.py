@@ -7,7 +7,7 @@ import socket
 import pytest
 import torch
 
-import hardware
+from bookkeeping import hardware
 import train
 from conftest import A_RUN, TinyNet, one_line_error, snapshot
 

@@ -9,10 +9,11 @@ import tarfile
 
 import pytest
 
-import runs
-import study
+from bookkeeping import runs
+from bookkeeping import study
 import test_study
 import train
+from bookkeeping import flags
 from conftest import A_RUN, MAKE, ROOT, snapshot, write_run
 
 STUDY = study.load()
@@ -29,7 +30,7 @@ def planned_runs(*make_args):
     runs = {}
     for line in planned_commands(*make_args):
         command = line.split('train.py', 1)[1].split(' || ')[0]  # what follows is for make: a diverged run has ended
-        args = train.build_parser().parse_args(shlex.split(command))
+        args = flags.parser().parse_args(shlex.split(command))
         runs[args.out] = args
     return runs
 
@@ -42,8 +43,8 @@ def test_each_experiment_runs_its_settings_of_study_toml(tmp_path):
         assert len(planned) == len(experiment.settings), experiment.name
         for setting in experiment.settings:
             args = planned[f'{tmp_path}/{experiment.name}/{setting.folder}/seed0']
-            assert runs.training_flags(args) == {name: train.build_parser().get_default(name)
-                                                 for name in runs.TRAINING_FLAGS} | setting.flags | {'seed': 0}
+            assert flags.training(args) == {name: flags.parser().get_default(name)
+                                                 for name in flags.TRAINING} | setting.flags | {'seed': 0}
 
 
 def test_the_study_is_the_report_s(tmp_path):
@@ -96,12 +97,12 @@ def test_without_gpus_no_run_is_given_a_pool(tmp_path):
 
 
 def test_with_slurm_a_target_submits_its_runs_instead_of_running_them(tmp_path):
-    """One slurm.py command, given every run folder of the target and the variables each task needs."""
+    """One runner.slurm command, given every run folder of the target and the variables each task needs."""
     shown = subprocess.run(['make', '-n', '--no-print-directory', '-C', ROOT, 'wd', f'RUNS={tmp_path}', 'SEEDS=0 1', 'ARGS=--epochs 2',
                             'SLURM=--time=1:00:00 --gres=gpu:1'], capture_output=True, text=True, check=True).stdout
-    line = next(line for line in shown.replace('\\\n', ' ').splitlines() if 'slurm.py' in line)
+    line = next(line for line in shown.replace('\\\n', ' ').splitlines() if 'runner.slurm' in line)
     command = shlex.split(line)
-    assert 'train.py' not in shown and command[1] == 'slurm.py'
+    assert 'train.py' not in shown and command[1:3] == ['-m', 'runner.slurm']
     assert '--sbatch=--time=1:00:00 --gres=gpu:1' in command
     assert [command[i + 1] for i, word in enumerate(command) if word == '--make'] == \
         [f'RUNS={tmp_path}', 'SEEDS=0 1', 'ARGS=--epochs 2']

@@ -17,10 +17,10 @@ import sys
 import matplotlib.pyplot as plt
 import pytest
 
-import figures
+from bookkeeping import figures
 import report
 import stats
-import study
+from bookkeeping import study
 from conftest import A_RUN, MAKE, ROOT, write_run
 from stats import binomial_se, mcnemar_p, t_p
 
@@ -103,8 +103,8 @@ def test_runs_that_depart_from_the_report_s_setting_say_so_in_their_row_and_verd
     for lr, acc in (('0.01', 0.7), ('0.1', 0.6)):
         write_run(tmp_path / f'runs/lr-sweep/lr{lr}/seed0', departs | {'lr': float(lr)}, (0.5, 0.6, acc), small)
     tables = tables_of(tmp_path / 'runs', tmp_path)
-    note = ('3 epochs, not 15; batch 64, not 128; momentum 0.5, not 0.9; no crop and flip; '
-            '8,000 training images, not 40,000; 2,000 validation and test images, not 10,000')
+    note = ('epochs 3, not 15; batch-size 64, not 128; momentum 0.5, not 0.9; no-crop-flip on, not off; '
+            'train-subset 8000, not none; eval-subset 2000, not none')
     assert row(tables, 'lr 0.01', 'ours')[1] == f'ours ({note})'
     assert conclusions(tables)[LR_CLAIM, 'lr 0.1'][-1].endswith(f', on {note}')
     assert conclusions(tables)[LR_CLAIM, 'lr 0.001'][-1] == 'not run yet'  # and none where there is no verdict

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 import data
-import locks
-import runs
+from bookkeeping import locks
+from bookkeeping import runs
 import train
+from bookkeeping import flags
 from conftest import (A_RUN, DEVICES, MAKE, TinyNet, make_cifar, metrics, one_line_error, snapshot, train_py,
                       without_seconds, write_run)
 
@@ -283,10 +284,10 @@ def test_a_subset_larger_than_the_data_is_one_line_and_writes_nothing(capsys, ti
 
 
 def test_default_folder_is_named_after_the_training_flags_that_differ(monkeypatch):
-    args = train.build_parser().parse_args(['--lr', '0.1', '--epochs', '15', '--erase-scale', '0.1', '0.2', '--cosine',
+    args = flags.parser().parse_args(['--lr', '0.1', '--epochs', '15', '--erase-scale', '0.1', '0.2', '--cosine',
                                             '--device', 'cpu', '--compile'])
-    assert runs.default_out(args, train.build_parser().get_default) == 'runs/lr0.1-epochs15-cosine-erase-scale0.1-0.2'
-    assert runs.default_out(train.build_parser().parse_args([]), train.build_parser().get_default) == 'runs/baseline'
+    assert flags.default_out(args) == 'runs/lr0.1-epochs15-cosine-erase-scale0.1-0.2'
+    assert flags.default_out(flags.parser().parse_args([])) == 'runs/baseline'
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import subprocess
 import pytest
 
 import report
-import seeds
-import study
+from runner import seeds
+from bookkeeping import study
 from conftest import A_RUN, MAKE, write_run
 from stats import sequential_alpha, t_p
 

@@ -24,7 +24,7 @@ import time
 import pytest
 
 import data
-import slurm
+from runner import slurm
 import test_makefile
 import test_study
 from conftest import A_RUN, MAKE, ROOT, metrics, train_py, without_seconds, write_run

@@ -4,6 +4,7 @@ follow, so that adding an experiment is one edit; a file that is not a study is 
 counts and numbers in the docs are the file's."""
 import math
 import os
+import sys
 import re
 import shutil
 import subprocess
@@ -11,8 +12,10 @@ import subprocess
 import pytest
 
 import report
-import study
+from bookkeeping import study
 import train
+from bookkeeping import flags
+from runner import checks
 from conftest import A_RUN, MAKE, ROOT, write_run
 
 STUDY = study.load()
@@ -41,14 +44,14 @@ rivals = ["momentum/m0"]
 
 
 def with_momentum(folder):
-    """A copy of study.toml with the README's worked example appended: its path."""
+    """A copy of study.toml with docs/extending.md's worked example appended: its path."""
     path = folder / 'study.toml'
     path.write_text(open(study.STUDY).read() + MOMENTUM)
     return path
 
 
-def test_the_readme_s_example_is_the_one_in_these_tests():
-    readme = open(os.path.join(ROOT, 'README.md')).read()
+def test_the_docs_example_is_the_one_in_these_tests():
+    readme = open(os.path.join(ROOT, 'docs', 'extending.md')).read()
     block = readme[readme.index('```toml\n') + 8:readme.index('```', readme.index('```toml\n') + 8)]
     strip = lambda text: [line.split('#')[0].strip() for line in text.strip().splitlines() if line.split('#')[0].strip()]
     assert strip(block) == strip(MOMENTUM)
@@ -57,16 +60,16 @@ def test_the_readme_s_example_is_the_one_in_these_tests():
 def test_every_setting_is_a_command_line_train_py_takes():
     """Each setting's flags, as make passes them, parse with train.py's own parser and pass its checks."""
     for setting in STUDY.settings():
-        args = train.build_parser().parse_args(study.command_line(setting.flags).split())
-        train.check_flags(args)
+        args = flags.parser().parse_args(flags.command_line(setting.flags).split())
+        flags.check(args)
         assert all(getattr(args, name) == value for name, value in setting.flags.items()), setting.key
 
 
 def test_a_setting_s_flags_are_written_as_train_py_reads_them():
     """A switch on is its flag alone, off is left out; a number is written even when it is 0, as the
     worked example's momentum 0.0 must be; a range is its two numbers."""
-    flags = {'lr': 0.1, 'momentum': 0.0, 'wd': 0, 'cosine': True, 'no_crop_flip': False, 'erase_scale': [0.02, 0.33]}
-    assert study.command_line(flags) == '--lr 0.1 --momentum 0.0 --wd 0 --cosine --erase-scale 0.02 0.33'
+    values = {'lr': 0.1, 'momentum': 0.0, 'wd': 0, 'cosine': True, 'no_crop_flip': False, 'erase_scale': [0.02, 0.33]}
+    assert flags.command_line(values) == '--lr 0.1 --momentum 0.0 --wd 0 --cosine --erase-scale 0.02 0.33'
 
 
 def test_a_run_in_another_precision_is_not_the_run_asked_for(tmp_path):
@@ -76,9 +79,9 @@ def test_a_run_in_another_precision_is_not_the_run_asked_for(tmp_path):
     folder = str(tmp_path / 'run')
     write_run(folder, {'lr': 0.1})  # in bf16
     asked = ['--epochs', '15', '--lr', '0.1']
-    assert study.differences(folder, [*asked, '--precision', 'fp32']) == ['precision bf16, not fp32']
-    assert study.differences(folder, [*asked, '--precision', 'bf16']) == []
-    assert study.differences(folder, asked) == [] == study.differences(folder, [*asked, '--precision', 'auto'])
+    assert checks.differences(folder, [*asked, '--precision', 'fp32']) == ['precision bf16, not fp32']
+    assert checks.differences(folder, [*asked, '--precision', 'bf16']) == []
+    assert checks.differences(folder, asked) == [] == checks.differences(folder, [*asked, '--precision', 'auto'])
 
 
 def test_a_diverged_run_has_ended_and_only_a_damaged_one_fails_make(tmp_path, capsys):
@@ -87,13 +90,13 @@ def test_a_diverged_run_has_ended_and_only_a_damaged_one_fails_make(tmp_path, ca
     finished, diverged, damaged = (str(tmp_path / name) for name in ('finished', 'diverged', 'damaged'))
     write_run(finished)
     write_run(diverged, val_accs=(0.3, 0.1), summary='diverged')
-    assert study.ended([finished, diverged]) == 0
+    assert checks.ended([finished, diverged]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f'diverged: {diverged}, at epoch 2 (its summary.json; --force starts it over)',
         '1 of 2 runs diverged; make status shows every run']
     write_run(damaged)
     (tmp_path / 'damaged/config.json').write_text('{"flags": {')
-    assert study.ended([finished, diverged, damaged]) == 1
+    assert checks.ended([finished, diverged, damaged]) == 1
     assert capsys.readouterr().out.splitlines()[1].startswith(f'left out: {damaged}: config.json is cut short; ')
 
 
@@ -151,8 +154,40 @@ def test_make_with_a_broken_study_file_stops_with_its_line(tmp_path):
     path.write_text(path.read_text().replace('folder = "lr0.1"', 'folder = "lr 0.1"'))
     made = subprocess.run([*make, '-n', 'lr-sweep'], capture_output=True, text=True)
     assert made.returncode != 0 and 'train.py' not in made.stdout
-    assert made.stderr.splitlines()[0] == (f'study.py: error: {path}: experiment \'lr-sweep\': setting folder '
+    assert made.stderr.splitlines()[0] == (f'bookkeeping/study.py: error: {path}: experiment \'lr-sweep\': setting folder '
                                            f'\'lr 0.1\' must be one folder name')
+
+
+def test_a_knob_declared_in_one_line_reaches_train_py_make_s_check_and_the_tables(tmp_path):
+    """docs/extending.md's knob, label smoothing, its line added to a copy of the project's
+    bookkeeping/flags.py and nothing else: train.py takes the flag and checks its range; make
+    compares it, a run made before it existed counting as made with its default; and the tables
+    name a run that departs from its setting in it."""
+    project = tmp_path / 'project'
+    make = project_copy(project)
+    docs = open(os.path.join(ROOT, 'docs', 'extending.md')).read()
+    line = re.search(r"^ *(Flag\('--label-smoothing'.*\),)$", docs, re.M).group(1)
+    declared = project / 'bookkeeping' / 'flags.py'
+    anchor = '    # How and where it computes.\n'
+    declared.write_text(declared.read_text().replace(anchor, f'    {line}\n{anchor}'))
+    bad = subprocess.run([sys.executable, 'train.py', '--label-smoothing', '2'], cwd=project, capture_output=True, text=True)
+    assert (bad.returncode, bad.stderr) == (2, 'train.py: error: --label-smoothing must be within [0, 1], got 2.0 (see --help)\n')
+
+    runs_dir = tmp_path / 'runs'
+    old = runs_dir / 'lr-sweep' / 'lr0.01' / 'seed0'
+    write_run(old)  # its config.json has no label_smoothing: it was made before the flag
+    plain = subprocess.run([*make, '-n', 'lr-sweep', f'RUNS={runs_dir}'], capture_output=True, text=True)
+    assert plain.returncode == 0 and f'--out {old}' not in plain.stdout and plain.stdout.count('train.py') == 2, plain.stderr
+    smoothed = subprocess.run([*make, '-n', 'lr-sweep', f'RUNS={runs_dir}', 'ARGS=--label-smoothing 0.1'],
+                              capture_output=True, text=True)
+    assert smoothed.returncode != 0 and 'train.py' not in smoothed.stdout
+    assert f'  {old}: label-smoothing 0.0, not 0.1' in smoothed.stderr.splitlines()
+
+    write_run(runs_dir / 'lr-sweep' / 'lr0.1' / 'seed0', {'lr': 0.1, 'label_smoothing': 0.1})
+    subprocess.run([sys.executable, 'report.py', '--tables', '--runs', str(runs_dir), '--out', str(tmp_path / 'out'),
+                    '--data-dir', str(tmp_path / 'no-data')], cwd=project, capture_output=True, text=True, check=True)
+    row = next(line for line in (tmp_path / 'out' / 'tables.md').read_text().splitlines() if line.startswith('| lr 0.1 | ours'))
+    assert 'ours (label-smoothing 0.1, not 0.0)' in row
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,15 +199,16 @@ def spelled(n):
 
 
 def test_the_counts_in_the_docs_are_the_study_file_s():
-    """Every count of experiments, runs or epochs that README.md, STUDY.md, HARDWARE.md and the
-    Makefile give: an instructor who adds an experiment is told where the docs must follow."""
+    """Every count of experiments, runs or epochs that the README, the docs and the Makefile give:
+    an instructor who adds an experiment is told where the docs must follow."""
     runs, experiments = len(STUDY.settings()), len(STUDY.experiments)
-    epochs = sum(s.flags.get('epochs', train.build_parser().get_default('epochs')) for s in STUDY.settings())
+    epochs = sum(s.flags.get('epochs', flags.DEFAULTS['epochs']) for s in STUDY.settings())
     counted = {
-        'README.md': [f'| `make study` | all {runs} |', f"(`make study SEEDS='0 1 2'`, {3 * runs} runs)",
-                      f'its {spelled(experiments)} experiments', f'for the {runs} runs of the study'],
-        'STUDY.md': [f'## The {spelled(experiments)} experiments'],
-        'HARDWARE.md': [f'whole study ({epochs:,} epochs)'],
+        'README.md': [f'| `make study` | all {runs} |', f'its {spelled(experiments)} experiments'],
+        'docs/statistics.md': [f"(`make study SEEDS='0 1 2'`, {3 * runs} runs)"],
+        'docs/cluster.md': [f'for the {runs} runs of the study'],
+        'docs/study.md': [f'## The {spelled(experiments)} experiments'],
+        'docs/hardware.md': [f'whole study ({epochs:,} epochs)'],
         'Makefile': [f"the report's {spelled(experiments)}, {runs} runs"],
     }
     for name, phrases in counted.items():
@@ -186,8 +222,8 @@ def test_the_counts_in_the_docs_are_the_study_file_s():
 
 
 def test_study_md_gives_the_report_s_numbers_as_the_file_does():
-    """STUDY.md's table of the report's final numbers, row by row, against study.toml's."""
-    rows = [line.strip('|').split('|') for line in open(os.path.join(ROOT, 'STUDY.md')).read().splitlines()
+    """docs/study.md's table of the report's final numbers, row by row, against study.toml's."""
+    rows = [line.strip('|').split('|') for line in open(os.path.join(ROOT, 'docs', 'study.md')).read().splitlines()
             if re.match(r'\| [a-z-]+ \| .* \| [\d.]+ \|', line)]
     with_numbers = [s for s in STUDY.settings() if s.report]
     assert len(rows) == len(with_numbers)
@@ -271,9 +307,8 @@ def test_the_worked_example_end_to_end(cifar_root, tmp_path):
     tables = subprocess.run([*make, 'tables', f'RUNS={runs_dir}'], capture_output=True, text=True)
     assert tables.returncode == 0, tables.stderr
     claim = next(line for line in (out / 'tables.md').read_text().splitlines() if line.startswith('| momentum 0.9 beats none'))
-    assert re.search(r'\| McNemar, \d+ against \d+ images: p = [\d.]+ \| (within noise|reproduced|reversed), on 2 epochs, '
-                     r'not 15; batch 20, not 128; 40 training images, not 40,000; 20 validation and test images, '
-                     r'not 10,000 \|$', claim), claim
+    assert re.search(r'\| McNemar, \d+ against \d+ images: p = [\d.]+ \| (within noise|reproduced|reversed), on epochs 2, '
+                     r'not 15; batch-size 20, not 128; train-subset 40, not none; eval-subset 20, not none \|$', claim), claim
     figures_made = subprocess.run([*make, 'figures', f'RUNS={runs_dir}'], capture_output=True, text=True)
     assert figures_made.returncode == 0, figures_made.stderr
     assert (out / 'figure11_momentum.png').read_bytes()[:4] == b'\x89PNG' and (out / 'figure10_noise.png').exists()

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import data
-import hardware
+from bookkeeping import hardware
 import train
 from augment import crop_flip, erase, sample_boxes, sample_crops
 from conftest import (A_RUN, CUDA, DEVICES, PALETTE, ROOT, TinyNet, make_cifar, metrics, one_line_error, train_py,

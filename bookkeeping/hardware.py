@@ -16,9 +16,9 @@ inside the optimizer's step. A step whose gradients overflowed (inf or nan) is s
 scale halved; after 2,000 clean steps the scale doubles. In fp32 and bf16 the scaler is off.
 
 Which precision `auto` picks goes by what the hardware computes natively (pick_precision); a
-precision it would only emulate is slower than fp32. Measured on 2 cores of an AMD EPYC with
-AVX512-BF16, torch 2.14.1: `train.py --epochs 1 --train-subset 2048 --eval-subset 1000` took
-20.9 s in bf16 and 43.0 s in fp32, training and evaluation (HARDWARE.md).
+precision it would only emulate is slower than fp32. On 2 cores of an Intel Xeon with AMX, torch
+2.14.1, one epoch of `train.py --epochs 1 --train-subset 2048 --eval-subset 1000` trained in
+11.4 s in bf16 and 33.2 s in fp32 (docs/hardware.md has the command and more).
 """
 import os
 import platform
@@ -27,12 +27,12 @@ import time
 
 import torch
 
-import locks
+from bookkeeping import locks
+from bookkeeping.flags import PRECISIONS
 
-PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
-# The GPU pool's locks, gpuN.lock: in the project's folder, unless GPU_LOCKS names another (one
+# The GPU pool's locks, gpuN.lock: in the project's folder (.gpus), unless GPU_LOCKS names another (one
 # that several clones of the project share, so that their runs share the machine's GPUs).
-GPU_LOCKS = os.environ.get('GPU_LOCKS') or os.path.join(os.path.dirname(os.path.abspath(__file__)), '.gpus')
+GPU_LOCKS = os.environ.get('GPU_LOCKS') or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.gpus')
 HALF = {'bf16': torch.bfloat16, 'fp16': torch.float16}  # autocast's dtype for each half precision
 # Channels-last (NHWC) memory is the layout cuDNN's tensor-core convolutions and oneDNN's CPU ones
 # compute in: with NCHW tensors they would convert at every layer. Expected to be faster, as
@@ -116,7 +116,7 @@ def pick_precision(precision, device, run=None):
         card = f'the {torch.cuda.get_device_name(device)} (compute capability {capability[0]}.{capability[1]})'
         if run:
             raise NotNative(f'{run} computes in bf16, and {card} has no bf16 tensor cores: resume it on a GPU of compute '
-                            f'capability 8.0 or more; on Slurm, ask for one by type (README, "On a Slurm cluster")')
+                            f'capability 8.0 or more; on Slurm, ask for one by type (docs/cluster.md)')
         raise NotNative(f'--precision bf16: {card} has no bf16 tensor cores; use fp16 or auto')
     return precision
 

@@ -56,12 +56,11 @@ import sys
 from typing import NamedTuple
 
 import report
-import slurm
-import study
-import train
+from bookkeeping import flags, study
+from runner import checks, slurm
 from stats import ALPHA, sequential_alpha
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project, where make runs
 
 
 class Comparison(NamedTuple):
@@ -175,7 +174,7 @@ def run_round(folders, seeds, options, round_number):
     """Run the run folders of a round to their end. Returns '' if each ended (finished, or
     diverged), else the line that says which did not, and where to look."""
     if options.sbatch is None:
-        made = subprocess.run([options.make, '--no-print-directory', '-C', HERE, '-o', '.venv/installed',
+        made = subprocess.run([options.make, '--no-print-directory', '-C', ROOT, '-o', '.venv/installed',
                                f'PY={sys.executable}', f'RUNS={options.runs}', f'SEEDS={seeds}', f'ARGS={options.args}',
                                f'GPUS={options.gpus}', *(f'{folder}/summary.json' for folder in folders)],
                               pass_fds=jobserver())
@@ -224,12 +223,12 @@ def dry_run():
 
 def stale(found, settings, args):
     """A line for each run of the settings in play made with other training flags than this study
-    asks for (make's check, study.differences): a quick try's runs are not seeds of the study."""
+    asks for (make's check, runner/checks.py): a quick try's runs are not seeds of the study."""
     lines = []
     for setting in settings:
         for run in found[setting.key].runs:
-            asked = shlex.split(study.command_line(setting.flags)) + ['--seed', str(seed_number(run))] + shlex.split(args)
-            phrases = study.differences(run['folder'], asked)
+            asked = shlex.split(flags.command_line(setting.flags)) + ['--seed', str(seed_number(run))] + shlex.split(args)
+            phrases = checks.differences(run['folder'], asked)
             if phrases:
                 lines.append(f'  {run["folder"]}: {"; ".join(phrases)}')
     return lines
@@ -243,7 +242,7 @@ def read(runs_dir, the_study, experiments):
 
 
 def parse(argv):
-    parser = train.Parser(prog='seeds.py', description='Add seeds, a round at a time, only where a comparison of the '
+    parser = flags.Parser(prog='seeds.py', description='Add seeds, a round at a time, only where a comparison of the '
                                                        'report\'s claims is open (make seeds).')
     parser.add_argument('--runs', default='runs', help='folder of the runs (make\'s RUNS; default: %(default)s)')
     parser.add_argument('--exp', default='', help='the experiments whose comparisons to settle (make\'s EXP; default: all)')
@@ -256,10 +255,10 @@ def parse(argv):
     options = parser.parse_args(argv)
     if options.max_seeds < 2:
         parser.error(f'MAX_SEEDS={options.max_seeds}: the first look needs 2 seeds a setting')
-    checker = train.build_parser()  # ARGS as train.py will read them: a bad flag, one line now, not one per run
+    checker = flags.parser()  # ARGS as train.py will read them: a bad flag, one line now, not one per run
     checker.error = lambda message: parser.error(f'ARGS={options.args!r}: {message}')
     try:
-        train.check_flags(checker.parse_args(shlex.split(options.args) + ['--out', 'unused']))
+        flags.check(checker.parse_args(shlex.split(options.args) + ['--out', 'unused']))
     except ValueError as e:
         checker.error(str(e))
     return parser, options

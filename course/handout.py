@@ -1,13 +1,13 @@
 """The course's handout: the chapters with their key functions left for the student, and a grade,
 exercise by exercise, from the project's own tests.
 
-    python handout.py make OUT      the student's copy in OUT (make handout OUT=...)
-    python handout.py grade         a table: each exercise, its tests passed, its points (make grade)
-    python handout.py grade --json  the same, for a course's autograder
+    python -m course.handout make OUT      the student's copy in OUT (make handout OUT=...)
+    python -m course.handout grade         a table: each exercise, its tests passed, its points (make grade)
+    python -m course.handout grade --json  the same, for a course's autograder
 
 An exercise is a block of a chapter between the lines `# BEGIN SOLUTION` and `# END SOLUTION`,
 the markers of nbgrader and otter-grader. It is named after the function it is in, and numbered
-in the reading order of the chapters (README.md). In the handout each block becomes
+in the reading order of the chapters (bookkeeping.CHAPTERS). In the handout each block becomes
 
     raise NotImplementedError('exercise 6: cosine_lr in schedule.py')
 
@@ -29,8 +29,9 @@ import shutil
 import sys
 from typing import NamedTuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CHAPTERS = ('model.py', 'data.py', 'augment.py', 'schedule.py', 'train.py', 'stats.py')  # README's reading order
+from bookkeeping import CHAPTERS
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project
 BEGIN, END = '# BEGIN SOLUTION', '# END SOLUTION'
 BLANK = re.compile(r"raise NotImplementedError\('exercise \d+: [\w.]+ in \w+\.py'\)")  # what a handout has instead
 POINTS = 10  # each exercise's, given in proportion to its own tests passed

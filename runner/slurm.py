@@ -20,10 +20,10 @@ import sys
 import time
 
 import data
-import runs
-import train
+from bookkeeping import flags, runs
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project: each task runs make there
+TASK = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'slurm_task.sh')
 # Seconds before the time limit at which Slurm tells a task to stop (sbatch --signal). Slurm checks
 # its limits now and then, so the signal may come up to a minute off; the epoch in progress when it
 # comes is lost, and the run continues from the last one finished.
@@ -53,9 +53,9 @@ def submit(folders, options, make_variables, name, runs_dir, start_over=()):
         os.symlink(os.path.abspath(os.path.join(folder, 'slurm.log')), os.path.join(batch, f'{task}.log'))
     command = ['sbatch', '--parsable', f'--array=0-{len(todo) - 1}', f'--job-name={name}', '--requeue',
                '--open-mode=append', f'--signal=B:USR1@{STOP_BEFORE}', f'--output={os.path.abspath(batch)}/%a.log',
-               *shlex.split(options), os.path.join(HERE, 'slurm_task.sh'), os.path.abspath(batch)]
+               *shlex.split(options), TASK, os.path.abspath(batch)]
     try:
-        submitted = subprocess.run(command, cwd=HERE, capture_output=True, text=True)
+        submitted = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     except FileNotFoundError:
         raise SystemExit('slurm.py: error: sbatch not found: SLURM=... submits from a Slurm cluster\'s login node')
     if submitted.returncode:
@@ -88,7 +88,7 @@ def put_data_in_place(make_variables):
     """CIFAR-10 where the runs will read it (train.py's --data-dir, in ARGS if given there), fetched
     here if need be: compute nodes are often offline, and every task would try to download it."""
     words = shlex.split(next((v.partition('=')[2] for v in make_variables if v.startswith('ARGS=')), ''))
-    data_dir = os.path.join(HERE, train.build_parser().parse_known_args(words)[0].data_dir)  # the tasks run in HERE
+    data_dir = os.path.join(ROOT, flags.parser().parse_known_args(words)[0].data_dir)  # the tasks run in ROOT
     try:
         data.fetch(data_dir)
     except data.DataError as e:

@@ -1,8 +1,8 @@
 """The report's figures, drawn with matplotlib from numbers report.py has gathered.
 
   curves      loss (top) and accuracy (bottom) against epoch, training and validation, a column per setting
-  cosine      the cosine learning rate over a run, against the constant one (schedule.py)
-  first_batch the images of the first training batch, with their class names
+  cosine      the cosine learning rate over a run, against the constant one (schedule.py computes it)
+  first_batch the images of the first training batch, with their class names (data.py's)
   noise       every setting's final validation accuracy with a 95% error bar, the report's beside ours
 """
 import math
@@ -13,9 +13,6 @@ import matplotlib
 matplotlib.use('Agg')  # files only: no window, no display needed
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
-
-from data import CLASSES
-from schedule import cosine_lr
 
 REPORT_STYLE = dict(marker='D', color='black')
 OURS_STYLE = dict(marker='o', color='tab:blue')
@@ -65,10 +62,11 @@ def curves(number, title, settings):
     return fig
 
 
-def cosine(epochs=300, lr=0.01):
-    """Figure 3."""
+def cosine(rates, lr):
+    """Figure 3: `rates`, the cosine schedule's learning rate at each epoch, from `lr`."""
+    epochs = len(rates)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(range(epochs), [cosine_lr(e, epochs, lr) for e in range(epochs)], label='cosine annealing')
+    ax.plot(range(epochs), rates, label='cosine annealing')
     ax.plot(range(epochs), [lr] * epochs, '--', label='constant')
     ax.set(xlabel='epoch', ylabel='learning rate')
     ax.set_title(f'Figure 3: cosine annealing from {lr} over {epochs} epochs', wrap=True)
@@ -78,15 +76,15 @@ def cosine(epochs=300, lr=0.01):
     return fig
 
 
-def first_batch(images, labels, columns=16):
-    """Figure 1: (N, 3, 32, 32) uint8 images with their class names, `columns` to a row."""
+def first_batch(images, labels, classes, columns=16):
+    """Figure 1: (N, 3, 32, 32) uint8 images with their class names (classes[label]), `columns` to a row."""
     rows = math.ceil(len(images) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.05))
     for ax in axes.flat:
         ax.axis('off')
     for ax, image, label in zip(axes.flat, images, labels):
         ax.imshow(image.permute(1, 2, 0).numpy())
-        ax.set_title(CLASSES[int(label)], fontsize=7, pad=2)
+        ax.set_title(classes[int(label)], fontsize=7, pad=2)
     fig.suptitle(f'Figure 1: the first {len(images)} images of the training split', wrap=True)
     fig.tight_layout()
     return fig
