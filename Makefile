@@ -58,9 +58,9 @@ figures: $(VENV)/installed
 tables: $(VENV)/installed
 	$(PY) report.py --tables --runs $(RUNS)
 
-# A line per run of the study, or of the experiments in EXP: its state, epoch, accuracy and time (bookkeeping/runs.py).
+# A line per run of the study, or of the experiments in EXP: its state, epoch, accuracy and time (runner/status.py).
 status: | $(VENV)/installed
-	@$(PY) -m bookkeeping.runs $(if $(EXP),$(foreach e,$(EXP),$(FOLDERS_$(e))),$(FOLDERS_study))
+	@$(PY) -m runner.status $(if $(EXP),$(foreach e,$(EXP),$(FOLDERS_$(e))),$(FOLDERS_study))
 
 # The course's handout: a copy of the project in OUT with each exercise left blank, and the grade of
 # a copy, exercise by exercise, from the tests marked with each (course/handout.py; ARGS=--json for an autograder).

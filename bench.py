@@ -129,10 +129,8 @@ def bench_plain(device, batch, steps, windows, eval_images):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: %(default)s)')
-    parser.add_argument('--precision', choices=flags.PRECISIONS, default='auto',
-                        help='of ours, chosen as train.py chooses it (default: %(default)s)')
-    parser.add_argument('--batch-size', type=int, default=128, help='training batch size (default: %(default)s, the report\'s)')
+    for name in ('device', 'precision', 'batch_size'):  # as train.py takes them
+        flags.add(parser, name)
     parser.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 4 on CPU)')
     parser.add_argument('--windows', type=int, default=None, help='timed windows (default: 5)')
     parser.add_argument('--eval-images', type=int, default=None, help='images evaluated (default: 10000 on CUDA, 1000 on CPU)')

@@ -65,7 +65,7 @@ FLAGS = (
          metavar=('LO', 'HI')),
     Flag('--erase-ratio', [0.3, 3.3], "range of the erased rectangle's aspect ratio", LEARNS, RATIO_RANGE,
          metavar=('LO', 'HI')),
-    Flag('--no-crop-flip', False, 'turn off the standard random crop and flip (default: on)', LEARNS),
+    Flag('--no-crop-flip', False, 'turn off the standard random crop and flip (default: off: crop and flip on)', LEARNS),
     Flag('--seed', 0, 'seed of the split, the weights, the data order and the augmentations', LEARNS, NOT_NEGATIVE),
     Flag('--train-subset', None, 'train on a class-balanced N of the training split, for quick runs (default: all)',
          LEARNS, POSITIVE_INT, type=int, metavar='N'),
@@ -102,16 +102,22 @@ def parser():
     """train.py's command line, from FLAGS."""
     p = Parser(prog='train.py', description="Train ResNet-18 on CIFAR-10. With no flags: the report's baseline.")
     for flag in FLAGS:
-        help = flag.help if '(default' in flag.help else f'{flag.help} (default: {as_written(flag.default)})'
-        if flag.default is False:
-            p.add_argument(flag.name, action='store_true', help=help)
-        elif flag.type is list:
-            p.add_argument(flag.name, nargs='+', metavar=flag.metavar, help=help)
-        else:
-            pair = isinstance(flag.default, list)  # a range: LO HI
-            p.add_argument(flag.name, type=flag.type or (float if pair else type(flag.default)), default=flag.default,
-                           nargs=2 if pair else None, choices=flag.choices, metavar=flag.metavar, help=help)
+        add(p, flag.dest)
     return p
+
+
+def add(p, name):
+    """The flag `name` ('erase_p'), as FLAGS declares it, to the argparse parser p (bench.py's too)."""
+    flag = BY_NAME[name]
+    help = flag.help if '(default' in flag.help else f'{flag.help} (default: {as_written(flag.default)})'
+    if flag.default is False:
+        p.add_argument(flag.name, action='store_true', help=help)
+    elif flag.type is list:
+        p.add_argument(flag.name, nargs='+', metavar=flag.metavar, help=help)
+    else:
+        pair = isinstance(flag.default, list)  # a range: LO HI
+        p.add_argument(flag.name, type=flag.type or (float if pair else type(flag.default)), default=flag.default,
+                       nargs=2 if pair else None, choices=flag.choices, metavar=flag.metavar, help=help)
 
 
 def check(args):

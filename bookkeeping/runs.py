@@ -21,19 +21,15 @@ fp16's loss scale, and the random generators of the data order and of the augmen
 Files are replaced atomically (write_atomic): a kill at any moment leaves the old file or the
 new one, never half of one, and so does a disk that fills up.
 
-    python -m bookkeeping.runs RUN...   a line per run: its state, its epoch, its accuracy, its time (make status)
 """
-import argparse
 import contextlib
 import datetime
 import errno
 import io
 import json
-import math
 import os
 import platform
 import subprocess
-import sys
 
 import torch
 
@@ -220,7 +216,7 @@ def take_saved_flags(args, given):
 
 def state(out):
     """'finished' or 'diverged' (it has a summary), 'interrupted' (a checkpoint and no summary), or
-    'not started'. Whether a process is training it now, only its lock can say (status()). Damaged
+    'not started'. Whether a process is training it now, only its lock can say (runner/status.py). Damaged
     if its summary.json is."""
     summary = read_summary(out)
     if summary is not None:
@@ -448,52 +444,3 @@ def git_commit():
     except (OSError, subprocess.CalledProcessError):
         return 'unknown'
     return commit + ('-dirty' if dirty else '')
-
-
-# ---------------------------------------------------------------------------------------------
-# A study at a glance: python -m bookkeeping.runs RUN... (make status).
-
-
-def status(folder):
-    """What a line of make status says of a run: its folder; its state (running, told by its lock,
-    which its process holds until it ends, or finished, diverged, interrupted, not started); epoch k
-    of N; the last validation accuracy; its training time, in all once it has ended, so far and, while it
-    runs, the time left, until then."""
-    try:
-        read_checked(folder)
-    except Damaged as e:
-        return [folder, f'damaged: {e.name} {e.what}', '', '', str(e).partition('; ')[2]]
-    holder = locks.holder(os.path.join(folder, LOCK))
-    found = f'running ({holder})' if holder else state(folder)
-    config, rows = read_config(folder), read_metrics(folder)
-    if config is None:
-        return [folder, found, '', '', '']
-    epochs = config['flags']['epochs']
-    ended = found in ('finished', 'diverged')
-    time_taken = f'{clock(sum(row["seconds"] for row in rows))} {"in all" if ended else "so far"}'
-    if holder and rows:  # at the pace of its last epochs, this process's
-        pace = sum(row['seconds'] for row in rows[-3:]) / len(rows[-3:])
-        time_taken += f', {clock(pace * (epochs - len(rows)))} left'
-    accuracy = f'val acc {100 * rows[-1]["val_acc"]:.2f}%' if rows else ''
-    return [folder, found, f'epoch {len(rows)}/{epochs}', accuracy, time_taken]
-
-
-def clock(seconds):
-    """Seconds as h:mm:ss."""
-    seconds = int(seconds) if math.isfinite(seconds) else 0
-    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description='A line per run: its state, epoch, last validation accuracy and time. '
-                                                 'Exit status 1 if a run folder is damaged.')
-    parser.add_argument('folders', nargs='+', metavar='RUN', help='run folders (make status gives the study\'s)')
-    lines = [status(folder) for folder in parser.parse_args(argv).folders]
-    widths = [max(len(line[k]) for line in lines) for k in range(5)]
-    for line in lines:
-        print('  '.join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
-    return 1 if any(line[1].startswith('damaged') for line in lines) else 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -20,6 +20,9 @@ except ImportError:  # Python before 3.11: a login node's, say
 from bookkeeping import flags
 
 STUDY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'study.toml')
+# The Makefile's own targets, which an experiment's name, its target too, must not take.
+MAKE_TARGETS = ('test', 'test-quick', 'bench', 'figures', 'tables', 'status', 'study', 'seeds', 'handout', 'grade',
+                'start-over')
 REPORT_KEYS = ('train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc')
 
 
@@ -84,7 +87,7 @@ def load(path=STUDY):
         name, title = text(e, 'name', where), text(e, 'title', where)
         if name in (e.name for e in experiments):
             raise StudyError(f'{where}: two experiments of that name: experiments need names of their own')
-        if not re.fullmatch(r'[a-z0-9][a-z0-9_.-]*', name) or name in ('study', 'seeds', 'status', 'test', 'tables'):
+        if not re.fullmatch(r'[a-z0-9][a-z0-9_.-]*', name) or name in MAKE_TARGETS:
             raise StudyError(f'{where}: its name is its make target and folder: lower-case letters, digits, - _ . '
                              f'and none of make\'s own targets')
         base = flag_values(e.get('flags', {}), where)

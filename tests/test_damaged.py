@@ -17,7 +17,7 @@ import torch
 
 import report
 from bookkeeping import runs
-from runner import checks, slurm
+from runner import checks, slurm, status
 from bookkeeping import study
 import train
 from bookkeeping import flags
@@ -132,7 +132,7 @@ def readers(study_dir, capsys, cifar_root, figures):
         out = capsys.readouterr()
         return out.out + out.err + said
 
-    text = run('status', lambda: runs.main(folders))
+    text = run('status', lambda: status.main(folders))
     said['status'] = (text, [re.split(r'\s{2,}', line.replace(str(study_dir), 'RUNS')) for line in text.splitlines()
                              if line.split()[0] in others])
     out = study_dir.parent / f'{study_dir.name}-figures'
@@ -215,7 +215,7 @@ def test_the_four_damages_seen_on_a_finished_study(pristine, tmp_path, capsys, n
     path = tmp_path / 'runs' / DAMAGED / name
     path.write_bytes(damage(path.read_bytes()))
     folders = [str(tmp_path / 'runs' / s.experiment / s.folder / 'seed0') for s in SWEEP]
-    assert runs.main(folders) == 1
+    assert status.main(folders) == 1
     line, = [line for line in capsys.readouterr().out.splitlines() if DAMAGED in line]
     assert re.split(r'\s{2,}', line)[1].startswith(f'damaged: {says}')
     assert report.main(['--tables', '--runs', str(tmp_path / 'runs'), '--out', str(tmp_path / 'out'),

@@ -11,7 +11,7 @@ from bookkeeping import hardware
 import train
 from conftest import A_RUN, TinyNet, one_line_error, snapshot
 
-# What `--precision auto` must pick on the GPUs students have (HARDWARE.md, Precision).
+# What `--precision auto` must pick on the GPUs students have (docs/hardware.md, Precision).
 CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'), ('Tesla P100-PCIE-16GB', (6, 0), 'fp32'),
          ('NVIDIA A100-SXM4-40GB', (8, 0), 'bf16'), ('NVIDIA H100 80GB HBM3', (9, 0), 'bf16'), ('NVIDIA H200', (9, 0), 'bf16')]
 

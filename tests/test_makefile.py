@@ -48,7 +48,7 @@ def test_each_experiment_runs_its_settings_of_study_toml(tmp_path):
 
 
 def test_the_study_is_the_report_s(tmp_path):
-    """The report's settings (STUDY.md), spot-checked in the plan: the lr sweep is 15 epochs at a
+    """The report's settings (docs/study.md), spot-checked in the plan: the lr sweep is 15 epochs at a
     constant rate without weight decay; every later run is 300 epochs at lr 0.01, the erasing runs
     with cosine annealing and wd 5e-4; every run has batch 128, momentum 0.9, crop and flip."""
     planned = planned_runs('study', f'RUNS={tmp_path}')

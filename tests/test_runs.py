@@ -20,6 +20,7 @@ from bookkeeping import locks
 from bookkeeping import runs
 import train
 from bookkeeping import flags
+from runner import status
 from conftest import (A_RUN, DEVICES, MAKE, TinyNet, make_cifar, metrics, one_line_error, snapshot, train_py,
                       without_seconds, write_run)
 
@@ -440,9 +441,9 @@ def test_status_gives_an_ended_run_s_time_in_all_and_an_unended_one_s_so_far(tmp
     write_run(diverged, {'epochs': 5}, (0.3, 0.1), summary='diverged')
     write_run(interrupted, {'epochs': 5}, (0.5, 0.6, 0.7), summary=False)
     (tmp_path / 'interrupted/checkpoint.pt').write_bytes(b'')
-    assert runs.status(finished) == [finished, 'finished', 'epoch 2/2', 'val acc 60.00%', '0:00:02 in all']
-    assert runs.status(diverged) == [diverged, 'diverged', 'epoch 2/5', 'val acc 10.00%', '0:00:02 in all']
-    assert runs.status(interrupted) == [interrupted, 'interrupted', 'epoch 3/5', 'val acc 70.00%', '0:00:03 so far']
+    assert status.status(finished) == [finished, 'finished', 'epoch 2/2', 'val acc 60.00%', '0:00:02 in all']
+    assert status.status(diverged) == [diverged, 'diverged', 'epoch 2/5', 'val acc 10.00%', '0:00:02 in all']
+    assert status.status(interrupted) == [interrupted, 'interrupted', 'epoch 3/5', 'val acc 70.00%', '0:00:03 so far']
 
 
 def status_lines(runs_dir, *make_args):

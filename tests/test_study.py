@@ -315,3 +315,10 @@ def test_the_worked_example_end_to_end(cifar_root, tmp_path):
     momentum = study.load(tmp_path / 'project' / 'study.toml')
     panels = dict(report.noise_panels(momentum, report.collect(str(runs_dir), momentum)))
     assert all(point.ours is not None for point in panels['Momentum (lr 0.01, 15 epochs, constant)'])
+
+
+def test_no_experiment_may_take_a_target_of_the_makefile_s_own():
+    """An experiment's name is its make target: each of the Makefile's own targets is refused."""
+    makefile = open(os.path.join(ROOT, 'Makefile')).read()
+    own = {word for line in makefile.splitlines() if line.startswith('.PHONY:') for word in line.split()[1:]}
+    assert own - {'$(EXPERIMENTS)'} == set(study.MAKE_TARGETS)
