@@ -62,13 +62,13 @@ tables: $(VENV)/installed
 status: | $(VENV)/installed
 	@$(PY) -m runner.status $(if $(EXP),$(foreach e,$(EXP),$(FOLDERS_$(e))),$(FOLDERS_study))
 
-# The course's handout: a copy of the project in OUT with each exercise left blank, and the grade of
-# a copy, exercise by exercise, from the tests marked with each (course/handout.py; ARGS=--json for an autograder).
-handout:
+# The course's handout: a copy of the project in OUT with each exercise left blank and the hidden tests
+# left out (course/handout.py); the grade of a copy, exercise by exercise (course/grade.py; ARGS=--json).
+handout: $(VENV)/installed
 	@$(if $(OUT),,$(error make handout OUT=DIR: name a new folder for the student's copy))
-	$(PYTHON) -m course.handout make '$(OUT)'
+	$(PY) -m course.handout '$(OUT)'
 grade: $(VENV)/installed
-	$(PY) -m course.handout grade $(ARGS)
+	$(PY) -m course.grade $(ARGS)
 
 # Seeds only where a verdict is open: rounds of runs, each planned from the runs so far, up to
 # MAX_SEEDS a setting, for the claims' comparisons within the experiments in EXP (default: all).

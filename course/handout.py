@@ -1,9 +1,7 @@
-"""The course's handout: the chapters with their key functions left for the student, and a grade,
-exercise by exercise, from the project's own tests.
+"""The course's handout: the chapters with their key functions left for the student, the tests
+without the hidden ones, and a record of what was cut, which the grade reads (course/grade.py).
 
-    python -m course.handout make OUT      the student's copy in OUT (make handout OUT=...)
-    python -m course.handout grade         a table: each exercise, its tests passed, its points (make grade)
-    python -m course.handout grade --json  the same, for a course's autograder
+    python -m course.handout OUT      the student's copy in OUT (make handout OUT=...)
 
 An exercise is a block of a chapter between the lines `# BEGIN SOLUTION` and `# END SOLUTION`,
 the markers of nbgrader and otter-grader. It is named after the function it is in, and numbered
@@ -17,24 +15,33 @@ instructor chooses the exercises by adding or removing markers; nothing else nam
 The tests grade, as in minitorch: a test is marked with the exercises it needs,
 @pytest.mark.exercise('cosine_lr'), and uses trusted references (torch, torchvision, a small
 network) for everything else, so that a blank in one exercise fails only that exercise's tests.
-An exercise's points come from its own tests, those that need it alone; a test that needs several
-(a whole run, say) is counted in each of their rows, under "with others", and passes once they
-are all done.
+Tests between `# BEGIN HIDDEN TESTS` and `# END HIDDEN TESTS` in a test file, nbgrader's markers,
+are left out of the handout; they count when the instructor grades the class.
+
+The handout records what it cut in course/exercises.json: each exercise's number, name, chapter
+and points (course/course.toml gives an exercise other points than 10), and each test that grades
+one, with the exercises it needs and whether it is hidden. The grade reads that record, not the
+student's chapters: a solution, written as students write it, keeps its exercise's row.
 """
-import argparse
 import json
 import os
 import re
 import shutil
+import subprocess
 import sys
+import tempfile
+import tomllib
 from typing import NamedTuple
 
 from bookkeeping import CHAPTERS
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project
 BEGIN, END = '# BEGIN SOLUTION', '# END SOLUTION'
+HIDDEN = '# BEGIN HIDDEN TESTS', '# END HIDDEN TESTS'
 BLANK = re.compile(r"raise NotImplementedError\('exercise \d+: [\w.]+ in \w+\.py'\)")  # what a handout has instead
-POINTS = 10  # each exercise's, given in proportion to its own tests passed
+RECORD = os.path.join('course', 'exercises.json')  # in a handout: what it cut
+POINTS = 10  # an exercise's, unless course/course.toml says otherwise
+TIERS = 'exercise and not slow'  # the tests that grade: those marked with an exercise, of the quick tier
 # What the handout leaves out: git's history, and what a run, a test or Python makes.
 LEFT_OUT = {'.git', '.venv', 'data', 'runs', 'figures', '.gpus', '__pycache__', '.pytest_cache'}  # and runs-*/
 
@@ -75,11 +82,14 @@ def enclosing(lines, i):
     return '.'.join(names)
 
 
-def make(out, keep=(), root=HERE):
+def make(out, keep=(), root=HERE, hidden=False, written=None):
     """The handout in `out`: the project's files with every exercise's block replaced by a raise,
-    but those named in `keep` (the tests put one back to check that it alone passes)."""
+    but those named in `keep` (the tests put one back to check that it alone passes), the hidden
+    tests cut from the tests unless `hidden` (the instructor's copy, to grade with), and the record
+    (record(root), unless `written` gives it)."""
     if os.path.exists(out) and os.listdir(out):
-        raise SystemExit(f'handout.py: error: {out} is not empty: name a new folder, or empty it first')
+        raise SystemExit(f'handout: error: {out} is not empty: name a new folder, or empty it first')
+    written = written or record(root)
     shutil.copytree(root, out, dirs_exist_ok=True,
                     ignore=lambda folder, names: [n for n in names if n in LEFT_OUT or n.startswith('runs-')])
     for chapter in CHAPTERS:
@@ -91,81 +101,78 @@ def make(out, keep=(), root=HERE):
                                      f"{exercise.name} in {chapter}')\n"]
         with open(os.path.join(out, chapter), 'w') as f:
             f.writelines(lines)
+    if not hidden:
+        for name in os.listdir(os.path.join(root, 'tests')):
+            if name.endswith('.py'):
+                with open(os.path.join(out, 'tests', name), 'w') as f:
+                    f.writelines(without_hidden(open(os.path.join(root, 'tests', name)).read().splitlines(keepends=True)))
+    with open(os.path.join(out, RECORD), 'w') as f:
+        json.dump(written, f, indent=1)
 
 
-# ---------------------------------------------------------------------------------------------
-# Grading: the tests marked per exercise, run once; their outcomes, by exercise.
+def without_hidden(lines):
+    """A test file's lines without its hidden blocks, markers included."""
+    kept, inside = [], False
+    for line in lines:
+        inside = (inside or line.strip() == HIDDEN[0]) and line.strip() != HIDDEN[1]
+        if not inside and line.strip() != HIDDEN[1]:
+            kept.append(line)
+    return kept
 
 
-class Recorder:
-    """A pytest plugin: for each test run, the exercises it needs (its marks) and whether it passed.
-    A skipped test (a CUDA test on a CPU, say) is left out: it says nothing of the exercise."""
-
-    def __init__(self):
-        self.tests = {}
-
-    def pytest_collection_finish(self, session):
-        for item in session.items:
-            needs = [name for mark in item.iter_markers('exercise') for name in mark.args]
-            self.tests[item.nodeid] = {'exercises': needs, 'passed': True}
-
-    def pytest_runtest_logreport(self, report):
-        if report.skipped:
-            self.tests.pop(report.nodeid, None)
-        elif report.failed and report.nodeid in self.tests:  # in its setup (a fixture), its call or its teardown
-            blank = re.search(r"NotImplementedError: exercise \d+: ([\w.]+) in", report.longreprtext)
-            self.tests[report.nodeid] |= {'passed': False, 'blank': blank and blank.group(1)}  # the blank it met
-
-
-def results(root=HERE, tiers='not slow'):
-    """Run the tests marked with an exercise, quietly; {nodeid: {'exercises', 'passed'}}."""
-    import pytest  # here, not above: only grading needs it
-    recorder = Recorder()
-    pytest.main(['-p', 'no:terminal', '-p', 'no:cacheprovider', '-m', f'exercise and {tiers}',
-                 os.path.join(root, 'tests')], plugins=[recorder])
-    return recorder.tests
+def record(root=HERE):
+    """What a handout of `root` cuts, as course/exercises.json holds it: {'exercises': [{number, name,
+    chapter, points}], 'tests': [{id, exercises, hidden}]}, the tests those of the quick tier marked
+    with an exercise, found by pytest's own collection; each hidden if it stands in a hidden block."""
+    points = read_points(root)
+    found = exercises(root)
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = os.path.join(tmp, 'collected.jsonl')
+        collected = subprocess.run([sys.executable, '-m', 'pytest', '--collect-only', '-q', '-p', 'course.recorder',
+                                    '-p', 'no:cacheprovider', '--record', lines, '-m', TIERS, 'tests'],
+                                   cwd=root, capture_output=True, text=True)
+        if collected.returncode != 0:
+            raise SystemExit(f'handout: error: the tests of {root} cannot be collected:\n{collected.stdout}{collected.stderr}')
+        tests = [json.loads(line) for line in open(lines)]
+    return {'exercises': [{'number': e.number, 'name': e.name, 'chapter': e.chapter, 'points': points.get(e.name, POINTS)}
+                          for e in found],
+            'tests': [{'id': t['collected'], 'exercises': t['exercises'], 'hidden': hidden_at(root, t['file'], t['line'])}
+                      for t in tests]}
 
 
-def grade(tests, root=HERE):
-    """Each exercise's row: its own tests passed out of their total, the tests it shares with
-    other exercises passed out of theirs, and its points."""
-    rows = []
-    for e in exercises(root):
-        own = [t['passed'] for t in tests.values() if t['exercises'] == [e.name]]
-        shared = [t['passed'] for t in tests.values() if e.name in t['exercises'] and len(t['exercises']) > 1]
-        points = POINTS * sum(own) / len(own) if own else 0.0
-        rows.append({'exercise': e.number, 'name': e.name, 'chapter': e.chapter, 'passed': sum(own), 'tests': len(own),
-                     'with_others_passed': sum(shared), 'with_others': len(shared), 'points': round(points, 1),
-                     'out_of': POINTS})
-    return rows
+def hidden_at(root, path, line):
+    """Whether line `line` (1-based) of the test file `path` is within a hidden block."""
+    inside = False
+    for number, text in enumerate(open(os.path.join(root, path)).read().splitlines(), 1):
+        inside = (inside or text.strip() == HIDDEN[0]) and text.strip() != HIDDEN[1]
+        if number == line:
+            return inside
+    return False
 
 
-def table(rows):
-    lines = ['| # | exercise | chapter | tests passed | with others | points |', '|---:|---|---|---:|---:|---:|']
-    for r in rows:
-        lines.append(f'| {r["exercise"]} | {r["name"]} | {r["chapter"]} | {r["passed"]}/{r["tests"]} | '
-                     f'{r["with_others_passed"]}/{r["with_others"]} | {r["points"]:g}/{r["out_of"]} |')
-    total = sum(r['points'] for r in rows)
-    lines.append(f'| | total | | | | {total:g}/{POINTS * len(rows)} |')
-    return '\n'.join(lines)
+def read_points(root):
+    """course/course.toml's [points]: {exercise name: points}, for those worth other than POINTS."""
+    path = os.path.join(root, 'course', 'course.toml')
+    try:
+        with open(path, 'rb') as f:
+            points = tomllib.load(f).get('points', {})
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SystemExit(f'handout: error: {path}: {e}') from None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in points.values()):
+        raise SystemExit(f'handout: error: {path}: [points] gives each exercise a number of points, 0 or more')
+    return points
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='The handout of the course, and its grade.')
-    commands = parser.add_subparsers(dest='command', required=True)
-    making = commands.add_parser('make', help='write the student\'s copy, exercises left blank')
-    making.add_argument('out', help='a new folder for it')
-    grading = commands.add_parser('grade', help='run the tests of each exercise and print its points')
-    grading.add_argument('--json', action='store_true', help='the rows as JSON, for a course\'s autograder')
-    args = parser.parse_args(argv)
-    if args.command == 'make':
-        make(args.out)
-        print(f'{args.out}: the handout, {len(exercises(args.out))} exercises to write; in it: make test-quick, make grade')
-        return 0
-    rows = grade(results())
-    print(json.dumps(rows, indent=1) if args.json else table(rows))
+    if len(argv if argv is not None else sys.argv[1:]) != 1:
+        raise SystemExit('usage: python -m course.handout OUT   (make handout OUT=...): a new folder for the handout')
+    out = (argv if argv is not None else sys.argv[1:])[0]
+    make(out)
+    print(f'{out}: the handout, {len(exercises(out))} exercises to write; in it: make test-quick, make grade')
     return 0
 
 
 if __name__ == '__main__':
     sys.exit(main())
+
+

@@ -1,22 +1,26 @@
-"""handout.py promises the course's handout: each exercise's block of a chapter, and nothing else,
-replaced by a raise that names it; no solution left in the copy; a grade per exercise from the
-project's own tests; and exercises graded each on its own: on the blank handout every exercise's
-tests fail on its own blank and every other test passes, and putting one solution back passes
-that exercise's tests. Once every exercise is solved, the handout trains."""
+"""course/handout.py and course/grade.py promise the course's handout: each exercise's block of a
+chapter, and nothing else, replaced by a raise that names it; no solution and no hidden test left in
+the copy; a record of what was cut, which the grade reads, so that a solution written without
+markers keeps its row; and exercises graded each on its own: on the blank handout every exercise's
+tests fail on its own blank and every other test passes, and putting one solution back passes that
+exercise's tests. Once every exercise is solved, the handout trains."""
 import ast
 import concurrent.futures
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
-from course import handout
-from conftest import ROOT, make_cifar
+from course import grade, handout
+from conftest import MAKE, ROOT, make_cifar
 
-# In a handout the solutions are cut out, and with them what these tests check: the instructor's.
-pytestmark = pytest.mark.skipif(not all(e.solved for e in handout.exercises()),
+# In a handout (it has the record) the solutions are cut out, and with them what these tests check.
+pytestmark = pytest.mark.skipif(os.path.exists(os.path.join(ROOT, handout.RECORD)),
                                 reason='a handout: its exercises\' solutions are cut out')
 
 # The exercises the course asks for (the issue that made the handout), by the function each is in.
@@ -37,16 +41,23 @@ def test_the_exercises_are_the_course_s_in_reading_order():
 
 
 @pytest.fixture(scope='module')
-def blank(tmp_path_factory):
+def the_record():
+    """What a handout of the project records: found by pytest's collection, once."""
+    return handout.record()
+
+
+@pytest.fixture(scope='module')
+def blank(tmp_path_factory, the_record):
     """The handout, every exercise left blank."""
     out = tmp_path_factory.mktemp('handout') / 'h'
-    handout.make(str(out))
+    handout.make(str(out), written=the_record)
     return out
 
 
 def test_each_block_becomes_a_raise_that_names_its_exercise_and_the_rest_is_kept(blank):
     """Line for line: the chapter outside the blocks is the project's, each block one raise at its
-    indentation; every other file, the tests included, is the project's; no git history, no data."""
+    indentation; every other file is the project's, the tests without their hidden blocks; no git
+    history, no data."""
     for chapter in handout.CHAPTERS:
         ours, theirs = open(os.path.join(ROOT, chapter)).read().splitlines(), open(blank / chapter).read().splitlines()
         expected, i = [], 0
@@ -59,7 +70,9 @@ def test_each_block_becomes_a_raise_that_names_its_exercise_and_the_rest_is_kept
         ast.parse('\n'.join(theirs))  # still Python
     for name in os.listdir(os.path.join(ROOT, 'tests')):
         if name.endswith('.py'):
-            assert (blank / 'tests' / name).read_bytes() == open(os.path.join(ROOT, 'tests', name), 'rb').read()
+            ours = open(os.path.join(ROOT, 'tests', name)).read().splitlines(keepends=True)
+            assert (blank / 'tests' / name).read_text() == ''.join(handout.without_hidden(ours)), name
+            assert handout.HIDDEN[0] not in (blank / 'tests' / name).read_text()
     assert not (blank / '.git').exists() and not (blank / '.venv').exists()
 
 
@@ -90,97 +103,190 @@ def test_no_solution_line_is_left_anywhere_in_the_handout(blank):
 
 def test_a_handout_is_not_written_over_a_folder_that_holds_something(tmp_path):
     (tmp_path / 'notes.txt').write_text('mine')
-    result = subprocess.run([sys.executable, '-m', 'course.handout', 'make', str(tmp_path)], cwd=ROOT,
+    result = subprocess.run([sys.executable, '-m', 'course.handout', str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True)
-    assert result.returncode == 1 and result.stderr.strip() == f'handout.py: error: {tmp_path} is not empty: name a new ' \
+    assert result.returncode == 1 and result.stderr.strip() == f'handout: error: {tmp_path} is not empty: name a new ' \
                                                                f'folder, or empty it first'
     assert os.listdir(tmp_path) == ['notes.txt']
 
 
+def test_the_record_holds_each_exercise_its_points_and_the_tests_that_grade_it(the_record, blank):
+    """The record in the handout is what the project's markers and tests say: the ten exercises in
+    reading order, 10 points each, each with tests of its own; the hidden test of cosine_lr recorded
+    as hidden, and not in the handout's tests."""
+    assert json.loads((blank / handout.RECORD).read_text()) == the_record
+    assert [(e['number'], e['name'], e['chapter'], e['points']) for e in the_record['exercises']] == \
+        [(e.number, e.name, e.chapter, 10) for e in handout.exercises()]
+    hidden = [t for t in the_record['tests'] if t['hidden']]
+    assert {t['id'].split('[')[0] for t in hidden} == \
+        {'tests/test_schedule.py::test_cosine_falls_from_lr_max_towards_lr_min_and_never_rises'}
+    assert all(t['exercises'] == ['cosine_lr'] for t in hidden)
+    assert 'test_cosine_falls_from_lr_max' not in (blank / 'tests' / 'test_schedule.py').read_text()
+    for e in the_record['exercises']:
+        assert any(t['exercises'] == [e['name']] and not t['hidden'] for t in the_record['tests']), e
+
+
+def test_the_exercises_in_the_raises_the_docs_and_the_record_agree(the_record, blank):
+    """Exercise n is the same everywhere: the raise in the handout, docs/handout.md's table, the record."""
+    table = open(os.path.join(ROOT, 'docs', 'handout.md')).read()
+    for e in the_record['exercises']:
+        assert f"raise NotImplementedError('exercise {e['number']}: {e['name']} in {e['chapter']}')" in \
+            (blank / e['chapter']).read_text()
+        assert re.search(rf"^\| {e['number']} \| .*\(`{re.escape(e['name'])}`\) \| {e['chapter']} \|$", table, re.M), e
+
+
+def test_an_exercise_can_be_worth_other_points(tmp_path):
+    """course/course.toml's [points] gives an exercise its weight; the rest keep 10; a weight that is
+    no number, or below 0, is one line."""
+    (tmp_path / 'course').mkdir()
+    (tmp_path / 'course' / 'course.toml').write_text('[points]\ntrain_one_epoch = 15\nwelch = 2.5\n')
+    assert handout.read_points(str(tmp_path)) == {'train_one_epoch': 15, 'welch': 2.5}
+    (tmp_path / 'course' / 'course.toml').write_text('[points]\nwelch = -1\n')
+    with pytest.raises(SystemExit, match='gives each exercise a number of points, 0 or more'):
+        handout.read_points(str(tmp_path))
+
+
 def test_the_grade_by_hand():
-    """Three tests of cosine_lr, two passed: 10 x 2/3 = 6.7 points; one of crop_flip, failed: 0; a
-    whole run that needs both, passed: 1/1 with others in each row, and no points of its own."""
-    tests = {'a': {'exercises': ['cosine_lr'], 'passed': True}, 'b': {'exercises': ['cosine_lr'], 'passed': True},
-             'c': {'exercises': ['cosine_lr'], 'passed': False}, 'd': {'exercises': ['crop_flip'], 'passed': False},
-             'e': {'exercises': ['cosine_lr', 'crop_flip'], 'passed': True}}
-    rows = {r['name']: r for r in handout.grade(tests)}
-    assert (rows['cosine_lr']['passed'], rows['cosine_lr']['tests'], rows['cosine_lr']['points']) == (2, 3, 6.7)
+    """Three public tests of cosine_lr, two passed, and a hidden one, passed: 10 x 3/4 = 7.5 points
+    when the class is graded, 10 x 2/3 = 6.7 in the student's own grade, which does not run it; one
+    of crop_flip, failed, worth 15: 0; a whole run that needs both, passed: 1/1 with others in each
+    row, and no points of its own. A test skipped (a CUDA one) is left out; one with no result failed."""
+    the_record = {'exercises': [{'number': 5, 'name': 'crop_flip', 'chapter': 'augment.py', 'points': 15},
+                                {'number': 6, 'name': 'cosine_lr', 'chapter': 'schedule.py', 'points': 10}],
+                  'tests': [{'id': i, 'exercises': e, 'hidden': h} for i, e, h in [
+                      ('a', ['cosine_lr'], False), ('b', ['cosine_lr'], False), ('c', ['cosine_lr'], False),
+                      ('h', ['cosine_lr'], True), ('d', ['crop_flip'], False), ('gpu', ['crop_flip'], False),
+                      ('e', ['cosine_lr', 'crop_flip'], False)]]}
+    results = {'a': (True, ''), 'b': (True, ''), 'c': (False, 'AssertionError: epoch 3'), 'h': (True, ''),
+               'gpu': (None, 'skipped'), 'e': (True, '')}
+    rows = {r['name']: r for r in grade.rows(the_record, results, hidden_ran=True)}
+    assert (rows['cosine_lr']['passed'], rows['cosine_lr']['tests'], rows['cosine_lr']['hidden_passed'],
+            rows['cosine_lr']['hidden'], rows['cosine_lr']['points']) == (2, 3, 1, 1, 7.5)
+    assert rows['cosine_lr']['first_failure'] == {'test': 'c', 'message': 'AssertionError: epoch 3'}
     assert (rows['crop_flip']['passed'], rows['crop_flip']['tests'], rows['crop_flip']['points']) == (0, 1, 0.0)
+    assert rows['crop_flip']['first_failure'] == {'test': 'd', 'message': grade.NOT_RUN}
     assert rows['cosine_lr']['with_others'] == rows['crop_flip']['with_others_passed'] == 1
-    table = handout.table(list(rows.values()))
-    assert '| 6 | cosine_lr | schedule.py | 2/3 | 1/1 | 6.7/10 |' in table
-    assert table.splitlines()[-1] == '| | total | | | | 6.7/100 |'
+    own = {r['name']: r for r in grade.rows(the_record, results, hidden_ran=False)}
+    assert (own['cosine_lr']['points'], own['cosine_lr']['hidden_passed']) == (6.7, None)
+    table = grade.table(list(own.values()))
+    assert '| 6 | cosine_lr | schedule.py | 2/3 | 1 at grading | 1/1 | 6.7/10 |' in table
+    assert table.splitlines()[-1] == '| | total | | | | | 6.7/25 |'
+
+
+def recorded(root, *tests):
+    """The tests given (all of them if none), run in `root` with the recorder: {id: {'exercises',
+    'passed', 'message'}}, with every test collected, as the grade reads them."""
+    descriptor, out = tempfile.mkstemp(suffix='.jsonl', dir=root)  # two may run at once in one root
+    os.close(descriptor)
+    subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'course.recorder', '-p', 'no:cacheprovider',
+                    '--record', out, '-m', 'not slow', *(tests or ['tests'])], cwd=root, capture_output=True,
+                   env=os.environ | {'OMP_NUM_THREADS': '1', 'PYTHONPATH': ROOT})  # root's own modules first: cwd
+    lines = [json.loads(line) for line in open(out)]
+    results = grade.outcomes(out)
+    os.remove(out)
+    return {c['collected']: {'exercises': c['exercises'], 'passed': results.get(c['collected'], (False,))[0],
+                             'message': results.get(c['collected'], (None, ''))[1]} for c in lines if 'collected' in c}
 
 
 def test_a_test_that_fails_in_its_setup_is_not_passed(tmp_path):
     """A test whose fixture raises never ran its checks, as in a handout, where a fixture that trains
     a run meets a blank: the grade records it as not passed, with the blank it met."""
     (tmp_path / 'tests').mkdir()
+    (tmp_path / 'tests' / 'conftest.py').write_text(
+        'def pytest_configure(config):\n    config.addinivalue_line("markers", "exercise(name): an exercise")\n')
     (tmp_path / 'tests' / 'test_a_fixture_meets_a_blank.py').write_text(
         'import pytest\n\n\n@pytest.fixture\ndef run():\n'
         '    raise NotImplementedError("exercise 6: cosine_lr in schedule.py")\n\n\n'
         '@pytest.mark.exercise("cosine_lr")\ndef test_it(run):\n    pass\n')
-    tests = handout.results(str(tmp_path))
-    assert list(tests.values()) == [{'exercises': ['cosine_lr'], 'passed': False, 'blank': 'cosine_lr'}]
+    assert list(recorded(str(tmp_path)).values()) == [
+        {'exercises': ['cosine_lr'], 'passed': False, 'message': 'NotImplementedError: exercise 6: cosine_lr in schedule.py'}]
 
 
 def marked(tests):
-    """{exercise: its own tests' node ids}, from handout.results' record."""
+    """{exercise: its own tests' node ids}, from recorded()'s record, but those skipped here (CUDA's)."""
     own = {}
     for nodeid, test in tests.items():
-        if len(test['exercises']) == 1:
+        if len(test['exercises']) == 1 and test['passed'] is not None:
             own.setdefault(test['exercises'][0], []).append(nodeid)
     return own
 
 
 @pytest.mark.slow
-def test_each_exercise_is_graded_on_its_own(blank, tmp_path):
+def test_each_exercise_is_graded_on_its_own(blank, the_record, tmp_path):
     """On the blank handout: every test marked with an exercise fails, each exercise's own tests on
     its own NotImplementedError, and every test marked with none passes (the quick tier). Then, for
     each exercise, a handout with only its solution put back: its own tests pass. Last, with every
     solution back, the handout trains: train.py --epochs 1 on a subset, end to end. The pytest runs
     go two at a time, a core each."""
-    record = ('import json, sys; sys.path.insert(0, sys.argv[1]); from course import handout; import pytest; r = handout.Recorder()\n'
-              'pytest.main(["-p", "no:terminal", "-p", "no:cacheprovider", "-m", "not slow", "--rootdir", sys.argv[1], '
-              '*sys.argv[3:]], plugins=[r])\n'
-              'json.dump(r.tests, open(sys.argv[2], "w"))')
-
-    def run(root, tests, name):
-        """handout.Recorder's record of the tests, run in the copy at root."""
-        out = tmp_path / f'{name}.json'
-        subprocess.run([sys.executable, '-c', record, str(root), str(out), *tests], cwd=root, check=True,
-                       env=os.environ | {'OMP_NUM_THREADS': '1'})
-        return json.loads(out.read_text())
-
-    files = sorted(str(blank / 'tests' / name) for name in os.listdir(blank / 'tests') if name.startswith('test_'))
+    files = sorted(f'tests/{name}' for name in os.listdir(blank / 'tests') if name.startswith('test_'))
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        halves = pool.map(run, [blank, blank], [files[::2], files[1::2]], ['even', 'odd'])
+        halves = pool.map(lambda some: recorded(str(blank), *some), [files[::2], files[1::2]])
         everything = {n: t for half in halves for n, t in half.items()}
     unmarked = {n: t for n, t in everything.items() if not t['exercises']}
-    assert unmarked and all(t['passed'] for t in unmarked.values()), [n for n, t in unmarked.items() if not t['passed']]
+    assert unmarked and all(t['passed'] is not False for t in unmarked.values()), \
+        [n for n, t in unmarked.items() if t['passed'] is False]
     own = marked(everything)
     assert sorted(own) == sorted(ASKED), 'every exercise has tests of its own'
     passed = [n for n, t in everything.items() if t['exercises'] and t['passed']]
     assert not passed, f'marked with an exercise, yet passed on the blank handout: {passed}'
     for exercise, tests in own.items():
-        assert all(everything[n]['blank'] == exercise for n in tests), (exercise, [everything[n] for n in tests])
-    rows = handout.grade(everything, blank)  # as make grade prints them in the handout
+        blanks = [re.search(r'NotImplementedError: exercise \d+: ([\w.]+) in', everything[n]['message']) for n in tests]
+        assert all(b and b.group(1) == exercise for b in blanks), (exercise, [everything[n] for n in tests])
+    results = {n: (t['passed'], t['message']) for n, t in everything.items()}
+    rows = grade.rows(the_record, results, hidden_ran=False)  # as make grade prints them in the handout
     assert [r['name'] for r in rows] == ASKED and all(r['points'] == 0 and r['tests'] > 0 for r in rows), rows
 
     def alone(exercise):
         """Its own tests, in a handout with only its solution put back."""
         root = tmp_path / exercise.name
-        handout.make(str(root), keep={exercise.name})
-        return exercise.name, root, run(root, own[exercise.name], exercise.name)
+        handout.make(str(root), keep={exercise.name}, written=the_record)
+        return exercise.name, root, recorded(str(root), *sorted({n.split('::')[0] for n in own[exercise.name]}))
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         for name, root, again in pool.map(alone, handout.exercises()):
-            assert sorted(again) == sorted(own[name]) and all(t['passed'] for t in again.values()), name
-            row, = [r for r in handout.grade(again, root) if r['name'] == name]
-            assert row['points'] == handout.POINTS, row
+            results = {n: (t['passed'], t['message']) for n, t in again.items()}
+            assert all(results[n][0] for n in own[name]), (name, [(n, results[n]) for n in own[name] if not results[n][0]])
+            row, = [r for r in grade.rows(the_record, results, hidden_ran=False) if r['name'] == name]
+            assert row['points'] == 10, row
     solved = tmp_path / 'solved'
-    handout.make(str(solved), keep=set(ASKED))
+    handout.make(str(solved), keep=set(ASKED), written=the_record)
     make_cifar(str(tmp_path / 'data'))
     trained = subprocess.run([sys.executable, 'train.py', '--epochs', '1', '--train-subset', '20', '--eval-subset', '10',
                               '--device', 'cpu', '--data-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')],
                              cwd=solved, capture_output=True, text=True)
     assert trained.returncode == 0 and (tmp_path / 'run' / 'summary.json').exists(), trained.stderr
+
+
+def written_as_students_write(root, names):
+    """In the handout at `root`, each exercise of `names` solved as a student solves it: the raise
+    replaced by the solution's lines, without markers."""
+    for e in handout.exercises():
+        if e.name in names:
+            solution = open(os.path.join(ROOT, e.chapter)).read().splitlines(keepends=True)[e.lines[0] + 1:e.lines[1]]
+            path = os.path.join(root, e.chapter)
+            lines = open(path).read().splitlines(keepends=True)
+            at = next(i for i, line in enumerate(lines) if f"'exercise {e.number}: {e.name} in" in line)
+            lines[at:at + 1] = solution
+            open(path, 'w').writelines(lines)
+
+
+@pytest.mark.slow
+def test_a_solution_without_markers_keeps_its_row_and_its_points(blank, tmp_path):
+    """In a fresh handout, cosine_lr solved as a student writes it, the raise replaced by one line of
+    code, no markers: make grade still has ten rows, numbered as the raises were, 100 points in all,
+    and cosine_lr's row has all of its own tests and its 10 points; the hidden tests are counted at
+    grading. And with every exercise solved so, the handout's own tests_handout skips (a handout)."""
+    copy = tmp_path / 'h'
+    shutil.copytree(blank, copy)
+    written_as_students_write(str(copy), {'cosine_lr'})
+    assert 'exercise 6' not in (copy / 'schedule.py').read_text()
+    shown = subprocess.run([*MAKE[:MAKE.index('-C')], '-C', str(copy), *MAKE[MAKE.index('-C') + 2:], 'grade'],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if re.match(r'\| \d+ \|', line)]
+    assert [int(r.split('|')[1]) for r in rows] == list(range(1, 11))
+    assert re.fullmatch(r'\| 6 \| cosine_lr \| schedule.py \| (\d+)/\1 \| 3 at grading \| 0/\d+ \| 10/10 \|', rows[5]), rows[5]
+    assert shown.stdout.splitlines()[-1] == '| | total | | | | | 10/100 |'
+    written_as_students_write(str(copy), set(ASKED) - {'cosine_lr'})
+    itself = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rs', 'tests/test_handout.py'], cwd=copy,
+                            capture_output=True, text=True)
+    assert itself.returncode == 0 and 'a handout: its exercises\' solutions are cut out' in itself.stdout, itself.stdout

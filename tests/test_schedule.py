@@ -14,7 +14,7 @@ def test_cosine_equals_torch_cosine_annealing_over_a_whole_run(epochs, lr_max, l
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr_min)
     for epoch in range(epochs):
         ours, theirs = cosine_lr(epoch, epochs, lr_max, lr_min), optimizer.param_groups[0]['lr']
-        assert ours == pytest.approx(theirs, rel=1e-12, abs=0)
+        assert ours == pytest.approx(theirs, rel=1e-12, abs=0), f'epoch {epoch} of {epochs}: ours {ours}, torch\'s {theirs}'
         optimizer.step()
         scheduler.step()
 
@@ -31,3 +31,15 @@ def test_cosine_by_hand():
 def test_constant_schedule_is_the_trivial_case():
     assert [lr_at(e, 15, 0.1, cosine=False) for e in range(15)] == [0.1] * 15
     assert lr_at(7, 15, 0.1, cosine=True) == cosine_lr(7, 15, 0.1)
+
+
+# BEGIN HIDDEN TESTS
+@pytest.mark.exercise('cosine_lr')
+@pytest.mark.parametrize('epochs', [1, 2, 7])
+def test_cosine_falls_from_lr_max_towards_lr_min_and_never_rises(epochs):
+    """Hidden from the handout, it counts when the class is graded: a short run too starts at lr_max
+    and falls, epoch by epoch, within [lr_min, lr_max]."""
+    rates = [cosine_lr(e, epochs, 0.1, 0.01) for e in range(epochs)]
+    assert rates[0] == 0.1 and all(0.01 <= r <= 0.1 for r in rates), rates
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:])), rates
+# END HIDDEN TESTS
