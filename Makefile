@@ -14,6 +14,7 @@
 #   make figures, make tables     the report's figures and tables from the runs, in figures/
 #   make bench                    training speed, ours (eager and compiled) against the usual DataLoader pipeline
 #   make handout OUT=DIR          the course's handout: the chapters with their exercises blank; in it, make grade (course/)
+#   make grade-class SUBMISSIONS=DIR OUT=grades.csv   a class graded, each submission fenced: a gradebook and feedback
 #
 # A run whose summary.json exists has ended (finished, or diverged) and is not run again; a run
 # with a checkpoint but no summary was interrupted and continues where it stopped (--resume). Both
@@ -34,7 +35,7 @@ FORCE ?=
 MAX_SEEDS ?= 5
 
 EXPERIMENTS :=
-.PHONY: test test-quick bench figures tables status study seeds handout grade
+.PHONY: test test-quick bench figures tables status study seeds handout grade grade-class autograder
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +70,20 @@ handout: $(VENV)/installed
 	$(PY) -m course.handout '$(OUT)'
 grade: $(VENV)/installed
 	$(PY) -m course.grade $(ARGS)
+
+# A class's submissions in SUBMISSIONS (a folder, .zip or .tar.gz per student, named by id), each graded
+# fenced against the instructor's tests, hidden ones included: the gradebook OUT, and feedback/ beside
+# it (course/classroom.py). -j N grades N at once; TIMEOUT= the seconds a test may run.
+grade-class: $(VENV)/installed
+	@$(if $(and $(SUBMISSIONS),$(OUT)),,$(error make grade-class SUBMISSIONS=DIR OUT=grades.csv: name both))
+	$(PY) -m course.classroom '$(SUBMISSIONS)' --out '$(OUT)' --jobs='$(filter -j%,$(MAKEFLAGS))' \
+		$(if $(TIMEOUT),--test-timeout '$(TIMEOUT)') $(ARGS)
+
+# The same grade on Gradescope: OUT, a zip of the instructor's copy with setup.sh and run_autograder,
+# which grades one submission as grade-class does and writes Gradescope's results.json (course/autograder.py).
+autograder: $(VENV)/installed
+	@$(if $(OUT),,$(error make autograder OUT=autograder.zip: name the zip to upload))
+	$(PY) -m course.autograder build '$(OUT)'
 
 # Seeds only where a verdict is open: rounds of runs, each planned from the runs so far, up to
 # MAX_SEEDS a setting, for the claims' comparisons within the experiments in EXP (default: all).

@@ -25,6 +25,9 @@ from course import handout
 
 # What a test of the record that did not report says: not in this copy, or the run stopped before it.
 NOT_RUN = 'did not run'
+# pytest's options for a grading run: the recorder, the tests that grade, and a test file that does
+# not import (a chapter with a syntax error) costs its own tests, not the others'.
+PYTEST = ['-q', '-p', 'course.recorder', '-p', 'no:cacheprovider', '--continue-on-collection-errors', '-m', handout.TIERS]
 
 
 def record_of(root):
@@ -41,8 +44,7 @@ def run_tests(root):
     """The tests of `root` that grade, run with the recorder in a process of their own: what outcomes() reads."""
     with tempfile.TemporaryDirectory(prefix='grade-') as tmp:
         lines = os.path.join(tmp, 'outcomes.jsonl')
-        subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'course.recorder', '-p', 'no:cacheprovider',
-                        '--record', lines, '-m', handout.TIERS, 'tests'], cwd=root, capture_output=True)
+        subprocess.run([sys.executable, '-m', 'pytest', *PYTEST, '--record', lines, 'tests'], cwd=root, capture_output=True)
         return outcomes(lines)
 
 
@@ -79,8 +81,8 @@ def rows(the_record, results, hidden_ran, not_run=NOT_RUN):
     the tests it shares with other exercises, the first failing public test and its message, and its
     points. A test of the record with no result failed with `not_run`. Without hidden_ran (the
     student's own make grade), hidden tests are not counted, and the points come from the public ones."""
-    def result(test):
-        return results.get(test['id'], (False, not_run))
+    def result(test):  # its own, or its file's when the file could not be collected
+        return results.get(test['id']) or results.get(test['id'].split('::')[0]) or (False, not_run)
     counts = [t for t in the_record['tests'] if result(t)[0] is not None]  # a skipped test says nothing
     graded = []
     for e in the_record['exercises']:

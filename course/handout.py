@@ -133,7 +133,7 @@ def record(root=HERE):
                                    cwd=root, capture_output=True, text=True)
         if collected.returncode != 0:
             raise SystemExit(f'handout: error: the tests of {root} cannot be collected:\n{collected.stdout}{collected.stderr}')
-        tests = [json.loads(line) for line in open(lines)]
+        tests = [t for t in map(json.loads, open(lines)) if 'collected' in t]
     return {'exercises': [{'number': e.number, 'name': e.name, 'chapter': e.chapter, 'points': points.get(e.name, POINTS)}
                           for e in found],
             'tests': [{'id': t['collected'], 'exercises': t['exercises'], 'hidden': hidden_at(root, t['file'], t['line'])}

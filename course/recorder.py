@@ -41,6 +41,13 @@ class Recorder:
             self.write({'collected': item.nodeid, 'file': path, 'line': line + 1,
                         'exercises': [name for mark in item.iter_markers('exercise') for name in mark.args]})
 
+    def pytest_collectreport(self, report):
+        """A line for a test file that cannot be collected (a chapter it imports does not import)."""
+        if report.failed:
+            crash = getattr(report.longrepr, 'reprcrash', None)
+            message = crash.message if crash else (str(report.longrepr).strip().splitlines() or [''])[-1]
+            self.write({'test': report.nodeid, 'when': 'collect', 'outcome': 'failed', 'message': message[:2000]})
+
     def pytest_runtest_logreport(self, report):
         """A line for each phase (setup, call, teardown) that failed or skipped, and for each call that passed."""
         if report.passed and report.when != 'call':
