@@ -97,8 +97,10 @@ def welch(mean1, se1, k1, mean2, se2, k2):
     """Welch's t-test of two means, each over k seeds with standard error se (the sem):
     t = (mean1 - mean2) / sqrt(se1^2 + se2^2), with the Welch-Satterthwaite degrees of freedom
         df = (se1^2 + se2^2)^2 / (se1^4 / (k1 - 1) + se2^4 / (k2 - 1)),
-    rounded down, which only makes the test more cautious. Returns (t, df, p).
-    With few seeds this matters: t = 2 is p = 0.12 at df = 4, where the normal would say 0.046."""
+    rounded down, which only makes the test more cautious, and never below 1. Returns (t, df, p).
+    With few seeds this matters: t = 2 is p = 0.12 at df = 4, where the normal would say 0.046.
+    When both spreads are 0 (every seed of each side gave the same accuracy) there is no t to divide
+    out: equal means are (0, k1 + k2 - 2, 1.0), unequal ones (+inf or -inf, k1 + k2 - 2, 0.0)."""
     # BEGIN SOLUTION
     se = math.hypot(se1, se2)
     if se == 0:  # every seed of each side gave the same accuracy

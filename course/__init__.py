@@ -1,6 +1,8 @@
-"""The course kit: the chapters handed out as an assignment, with their exercises blank, and the
-grade of a student's copy from the project's own tests (handout.py).
+"""The course kit: the chapters handed out as an assignment, with their exercises blank and the
+hidden tests left out (handout.py); the grade of a copy from the tests, read back as data
+(grade.py, recorder.py); and a class graded, each submission taken in safely (submissions.py) and
+run fenced (fence.py), into a gradebook and feedback (classroom.py), or on Gradescope (autograder.py).
 
-It reads the chapters as text and runs the tests; no chapter imports it. `make handout OUT=DIR`
-and `make grade` are its front door.
+It reads the chapters as text and runs the tests in processes of their own; no chapter imports
+it. Its front door: make handout OUT=DIR, make grade, make grade-class, make autograder.
 """

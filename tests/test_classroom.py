@@ -241,3 +241,32 @@ def test_the_gradescope_autograder_grades_one_submission_the_same_way(course, th
     cosine = {student: found[student]['tests'][5] for student in found}
     assert cosine['half']['score'] == 10 and 'its tests passed: 5 of 5, hidden tests passed: 3 of 3' in cosine['half']['output']
     assert cosine['blank']['score'] == 0 and 'NotImplementedError: exercise 6: cosine_lr' in cosine['blank']['output']
+
+
+def test_the_gradebook_canvas_imports_and_what_a_student_reads(tmp_path):
+    """grades.csv by hand: ID, a column per exercise by name, total and notes; a Points Possible row;
+    a refused submission's row is zeros and why; a grading without bubblewrap says so on every row.
+    The feedback names the first failing test, the hidden tests as a count, and what was ignored."""
+    the_record = {'exercises': [{'number': 1, 'name': 'BasicBlock.forward', 'chapter': 'model.py', 'points': 10},
+                                {'number': 2, 'name': 'cosine_lr', 'chapter': 'schedule.py', 'points': 15}], 'tests': []}
+    row = lambda n, name, chapter, points, out_of, passed, tests, failure=None: {
+        'exercise': n, 'name': name, 'chapter': chapter, 'points': points, 'out_of': out_of, 'passed': passed,
+        'tests': tests, 'hidden_passed': 1, 'hidden': 2 if n == 2 else 0, 'with_others_passed': 0, 'with_others': 0,
+        'first_failure': failure}
+    graded = [classroom.Graded('ada', [row(1, 'BasicBlock.forward', 'model.py', 10.0, 10, 3, 3),
+                                       row(2, 'cosine_lr', 'schedule.py', 7.5, 15, 1, 2,
+                                           {'test': 'tests/test_schedule.py::t', 'message': 'AssertionError: epoch 7\nof 15'})],
+                               ['1 test ran past the time limit of 60 s'], ['tests/conftest.py', 'notes.txt']),
+              classroom.Graded('bob', [], ['refused: ../x.py would unpack outside its folder'], [])]
+    out = tmp_path / 'grades.csv'
+    classroom.write_gradebook(str(out), the_record, graded, 'not in a sandbox: network on (bubblewrap is not installed)')
+    assert out.read_text().splitlines() == [
+        'ID,BasicBlock.forward,cosine_lr,total,notes', 'Points Possible,10,15,25,',
+        'ada,10,7.5,17.5,1 test ran past the time limit of 60 s; not in a sandbox: network on (bubblewrap is not installed)',
+        'bob,0,0,0,refused: ../x.py would unpack outside its folder; not in a sandbox: network on (bubblewrap is not installed)']
+    text = classroom.feedback_text(graded[0], fence.Limits(), '')
+    assert ' 2. cosine_lr (schedule.py): 7.5 of 15 points; its tests passed: 1 of 2, hidden tests passed: 1 of 2\n' \
+           '    first to fail: tests/test_schedule.py::t\n    AssertionError: epoch 7 of 15' in text
+    assert 'Ignored, since the grade takes only the chapters that hold exercises: tests/ (1 file), notes.txt' in text
+    assert classroom.feedback_text(graded[1], fence.Limits(), '').splitlines()[2] == \
+        'Not graded: refused: ../x.py would unpack outside its folder'

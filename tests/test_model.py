@@ -41,11 +41,32 @@ def test_computes_what_torchvision_computes_with_the_same_weights():
     x = torch.randn(4, 3, 32, 32)
     for train in (True, False):  # batch statistics, then running statistics
         ours.train(train), reference.train(train)
-        torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5, msg=lambda m: first_difference(
+            ours, reference, x) + f'\n({"training" if train else "evaluation"} mode) {m}')
+
+
+def first_difference(ours, reference, x):
+    """Where the two networks first part, block by block: the name of the first residual block
+    whose output differs from the reference's, given the same input, and by how much."""
+    seen = {}
+    hooks = [module.register_forward_hook(lambda m, i, o, name=name, net=net: seen.setdefault((net, name), o))
+             for net, model in (('ours', ours), ('theirs', reference))
+             for name, module in model.named_modules() if name.count('.') == 1 and name.startswith('layer')]
+    with torch.no_grad():
+        ours(x), reference(x)
+    for hook in hooks:
+        hook.remove()
+    for (net, name), out in seen.items():
+        if net == 'ours' and not torch.allclose(out, seen[('theirs', name)], rtol=1e-5, atol=1e-5):
+            return (f'the output of residual block {name} ({type(dict(ours.named_modules())[name]).__name__}.forward) first '
+                    f'differs from torchvision\'s, by up to {(out - seen[("theirs", name)]).abs().max():.3g}')
+    return 'every residual block agrees with torchvision\'s: the difference is outside them'
 
 
 @pytest.mark.exercise('BasicBlock.forward')
 def test_gradients_reach_every_parameter():
     net = ResNet18()
     net(torch.randn(2, 3, 32, 32)).sum().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    none = [name for name, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not none, f'no gradient reached {", ".join(none[:5])}{" and more" * (len(none) > 5)}: ' \
+                     f'is each block\'s output computed from every one of its layers, shortcut included?'
