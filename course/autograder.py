@@ -69,7 +69,7 @@ def run(autograder_root):
         probe = os.path.join(tmp, 'probe')
         os.makedirs(probe)
         graded = classroom.grade_one('submission', os.path.join(autograder_root, 'submission'), clean, the_record,
-                                     limits, 0, sandboxed=not fence.why_no_bubblewrap(probe))
+                                     limits, 0, not fence.why_no_bubblewrap(probe), hidden=(source,))
     os.makedirs(os.path.join(autograder_root, 'results'), exist_ok=True)
     with open(os.path.join(autograder_root, 'results', 'results.json'), 'w') as f:
         json.dump(results(graded, the_record, limits), f, indent=1)

@@ -42,23 +42,31 @@ class Graded(NamedTuple):
     ignored: list   # the files it sent that the grade leaves out
 
 
-def grade_one(student, path, source, the_record, limits, slot, sandboxed):
-    """One submission, graded in a folder of its own under the fence, in slot `slot` of the -j."""
+# What no chapter of the course needs, and code that sets out to forge its grade would: each one
+# found in a submitted chapter is a note of its row, for the instructor to read that chapter.
+TO_SCREEN = ('pytest', 'os._exit', 'outcomes.jsonl', 'exercises.json', '--record', 'sys.modules', 'builtins', '/proc/',
+             'getppid', '__import__', 'ctypes', 'subprocess', 'importlib')
+
+
+def grade_one(student, path, source, the_record, limits, slot, sandboxed, hidden=()):
+    """One submission, graded in a folder of its own under the fence, in slot `slot` of the -j, with
+    the folders of `hidden` (the instructor's project) out of its sight where it is sandboxed."""
     work = tempfile.mkdtemp(prefix=f'grade-{submissions.safe_id(student)}-')
     try:
+        wanted = sorted({e['chapter'] for e in the_record['exercises']})
         try:
-            submissions.unpack(path, os.path.join(work, 'sent'))
+            taken, ignored = submissions.take(path, wanted, os.path.join(work, 'sent'))
         except submissions.Refused as e:
             return Graded(student, [], [f'refused: {e}'], [])
-        wanted = sorted({e['chapter'] for e in the_record['exercises']})
-        taken, ignored = submissions.chapters(os.path.join(work, 'sent'), wanted)
+        except Exception as e:  # an archive of a kind nobody foresaw: that student's row, not the class's
+            return Graded(student, [], [f'refused: it will not unpack ({type(e).__name__}: {e})'], [])
         copy = os.path.join(work, 'copy')
         shutil.copytree(source, copy)
         for chapter, sent in taken.items():
             shutil.copyfile(sent, os.path.join(copy, chapter))
-        ran = fence.run([sys.executable, '-E', '-s', '-m', 'pytest', *grade.PYTEST, '--record', 'outcomes.jsonl',
+        ran = fence.run([sys.executable, '-E', '-s', '-B', '-m', 'pytest', *grade.PYTEST, '--record', 'outcomes.jsonl',
                          '--test-timeout', str(limits.test_seconds), '--basetemp', os.path.join(copy, 'pytest-tmp'), 'tests'],
-                        copy, limits, slot, environment(copy), sandboxed)
+                        copy, limits, slot, environment(copy), sandboxed, hidden)
         stopped = why_stopped(ran, limits)
         results = grade.outcomes(os.path.join(copy, 'outcomes.jsonl'))
         rows = grade.rows(the_record, results, hidden_ran=True, not_run=stopped or grade.NOT_RUN)
@@ -66,6 +74,10 @@ def grade_one(student, path, source, the_record, limits, slot, sandboxed):
         problems += limited(results, limits)
         if not taken:
             problems.append(f'none of the chapters {", ".join(wanted)} was found')
+        screened = [f'{chapter} mentions {word}' for chapter, sent in sorted(taken.items())
+                    for word in TO_SCREEN if word in open(sent, errors='replace').read()]
+        if screened:
+            problems.append('to read by hand: ' + ', '.join(screened))
         return Graded(student, rows, problems, ignored)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -74,7 +86,7 @@ def grade_one(student, path, source, the_record, limits, slot, sandboxed):
 def environment(folder):
     """What the tests see of the environment: nothing of the grader's but PATH."""
     return {'PATH': os.environ.get('PATH', '/usr/bin:/bin'), 'HOME': folder, 'TMPDIR': folder, 'USER': 'student',
-            'LOGNAME': 'student', 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg', 'PYTHONDONTWRITEBYTECODE': '1',
+            'LOGNAME': 'student', 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg',
             'TORCHINDUCTOR_CACHE_DIR': os.path.join(folder, 'inductor')}
 
 
@@ -120,7 +132,9 @@ def grade_class(folder, out, jobs, limits, source_root=handout.HERE, bubblewrap=
     the_record = grade.record_of(source_root)
     with tempfile.TemporaryDirectory(prefix='grade-class-') as tmp:
         source = os.path.join(tmp, 'source')
-        handout.make(source, root=source_root, hidden=True, written=the_record)  # the instructor's copy, blank
+        feedback = os.path.join(os.path.dirname(os.path.abspath(out)), 'feedback')
+        handout.make(source, root=source_root, hidden=True, written=the_record,  # the instructor's copy, blank
+                     leave_out=(folder, out, feedback))
         probe = os.path.join(tmp, 'probe')
         os.makedirs(probe)
         no_sandbox = fence.why_no_bubblewrap(probe) if bubblewrap else 'bubblewrap not asked for (--no-bubblewrap)'
@@ -131,7 +145,10 @@ def grade_class(folder, out, jobs, limits, source_root=handout.HERE, bubblewrap=
         def one(entry):
             slot = slots.get()
             try:
-                return grade_one(*entry, source, the_record, limits, slot, sandboxed=not no_sandbox)
+                graded = grade_one(*entry, source, the_record, limits, slot, not no_sandbox, hidden=(source_root,))
+                print(f'{graded.student}: {round(sum(r["points"] for r in graded.rows), 1):g} points'
+                      + (f'; {"; ".join(graded.problems)}' if graded.problems else ''), flush=True)
+                return graded
             finally:
                 slots.put(slot)
         with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
@@ -139,7 +156,6 @@ def grade_class(folder, out, jobs, limits, source_root=handout.HERE, bubblewrap=
     network = '; '.join(filter(None, [f'not in a sandbox: network on, files outside its folder writable ({no_sandbox})'
                                       if no_sandbox else '', fence.why_no_process_limit()]))
     write_gradebook(out, the_record, graded, network)
-    feedback = os.path.join(os.path.dirname(os.path.abspath(out)), 'feedback')
     os.makedirs(feedback, exist_ok=True)
     for g in graded:
         with open(os.path.join(feedback, f'{submissions.safe_id(g.student)}.txt'), 'w') as f:

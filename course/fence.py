@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from typing import NamedTuple
 
@@ -58,10 +59,15 @@ class Ran(NamedTuple):
     output: str        # the end of its output
 
 
-def bubblewrap(folder, slot):
-    """The command that runs a command in bubblewrap, fenced to `folder`."""
+def bubblewrap(folder, slot, hidden=()):
+    """The command that runs a command in bubblewrap, fenced to `folder`: each folder of `hidden`
+    (the instructor's project, with its solutions) an empty one, but for the Python that runs the
+    tests, which may live in it (.venv)."""
     as_user = ['--unshare-user', '--uid', str(FIRST_UID + slot), '--gid', str(FIRST_UID + slot)] if os.geteuid() == 0 else []
-    return ['bwrap', *as_user, '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
+    hide = [arg for path in hidden for arg in ('--tmpfs', os.path.realpath(path))]
+    python = os.path.realpath(sys.prefix)
+    keep = ['--ro-bind', python, python] if any(python.startswith(os.path.realpath(path) + os.sep) for path in hidden) else []
+    return ['bwrap', *as_user, '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp', *hide, *keep,
             '--bind', folder, folder, '--unshare-net', '--unshare-pid', '--die-with-parent', '--chdir', folder]
 
 
@@ -100,10 +106,10 @@ def why_no_process_limit():
         if os.geteuid() == 0 else ''
 
 
-def run(command, folder, limits, slot, env, sandboxed):
-    """`command` run in `folder`, under the limits, in bubblewrap if `sandboxed`, in slot `slot` of the
-    -j. Waits for it, at most limits.submission_seconds, then kills every process it left. Its output
-    goes to folder/output.txt."""
+def run(command, folder, limits, slot, env, sandboxed, hidden=()):
+    """`command` run in `folder`, under the limits, in bubblewrap if `sandboxed` (with the folders of
+    `hidden` out of sight), in slot `slot` of the -j. Waits for it, at most limits.submission_seconds,
+    then kills every process it left. Its output goes to folder/output.txt."""
     cgroup = pids_cgroup(f'grade-{os.getpid()}-{slot}', limits.processes)
 
     def fence():  # in the child, before it runs the command
@@ -119,7 +125,7 @@ def run(command, folder, limits, slot, env, sandboxed):
 
     try:
         with open(os.path.join(folder, OUTPUT), 'wb') as output:
-            child = subprocess.Popen([*(bubblewrap(folder, slot) if sandboxed else []), '/bin/sh', '-c', '"$@"; exit $?',
+            child = subprocess.Popen([*(bubblewrap(folder, slot, hidden) if sandboxed else []), '/bin/sh', '-c', '"$@"; exit $?',
                                       'warden', *command], cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=output,
                                      stderr=subprocess.STDOUT, preexec_fn=fence, start_new_session=True)
             try:

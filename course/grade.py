@@ -26,7 +26,7 @@ from course import handout
 # What a test of the record that did not report says: not in this copy, or the run stopped before it.
 NOT_RUN = 'did not run'
 # pytest's options for a grading run: the recorder, the tests that grade, and a test file that does
-# not import (a chapter with a syntax error) costs its own tests, not the others'.
+# not import (it imports a chapter with a syntax error) costs its own tests only, not every test's.
 PYTEST = ['-q', '-p', 'course.recorder', '-p', 'no:cacheprovider', '--continue-on-collection-errors', '-m', handout.TIERS]
 
 
@@ -44,16 +44,18 @@ def run_tests(root):
     """The tests of `root` that grade, run with the recorder in a process of their own: what outcomes() reads."""
     with tempfile.TemporaryDirectory(prefix='grade-') as tmp:
         lines = os.path.join(tmp, 'outcomes.jsonl')
-        subprocess.run([sys.executable, '-m', 'pytest', *PYTEST, '--record', lines, 'tests'], cwd=root, capture_output=True)
+        subprocess.run([sys.executable, '-m', 'pytest', *PYTEST, '--record', lines, '--test-timeout', '60', 'tests'],
+                       cwd=root, capture_output=True)  # an infinite loop costs a minute, and its test
         return outcomes(lines)
 
 
 def outcomes(path):
     """{test id: (passed, message)} from the recorder's JSON lines in `path`, for each test that ran:
     one that failed in its setup, call or teardown did not pass, and its message is its first
-    failure's. One skipped, (None, 'skipped'), says nothing of the exercise (a CUDA test on a
-    machine without a GPU). A line that is not what the recorder writes is ignored."""
-    results = {}
+    failure's. One that its own marks skip on this machine (a CUDA test without a GPU) says nothing
+    of the exercise: (None, 'skipped'). Any other skip, which the code under test may have asked
+    for (pytest.skip), did not pass. A line that is not what the recorder writes is ignored."""
+    results, skipped_here = {}, set()
     try:
         text = open(path, 'rb').read().decode(errors='replace')
     except OSError:
@@ -63,6 +65,8 @@ def outcomes(path):
             item = json.loads(line)
         except ValueError:
             continue
+        if isinstance(item, dict) and isinstance(item.get('collected'), str) and item.get('skipped_here') is True:
+            skipped_here.add(item['collected'])
         if not (isinstance(item, dict) and isinstance(item.get('test'), str)
                 and item.get('outcome') in ('passed', 'failed', 'skipped')):
             continue
@@ -72,7 +76,7 @@ def outcomes(path):
         elif item['outcome'] == 'passed' and before is None:
             results[test] = (True, '')
         elif item['outcome'] == 'skipped' and before is None:
-            results[test] = (None, 'skipped')
+            results[test] = (None, 'skipped') if test in skipped_here else (False, 'skipped, though nothing here asks to skip it')
     return results
 
 
@@ -94,7 +98,8 @@ def rows(the_record, results, hidden_ran, not_run=NOT_RUN):
         failing = next((t for t in public if not result(t)[0]), None)
         graded.append({'exercise': e['number'], 'name': e['name'], 'chapter': e['chapter'],
                        'passed': passed(public), 'tests': len(public),
-                       'hidden_passed': passed(hidden) if hidden_ran else None, 'hidden': len(hidden),
+                       'hidden_passed': passed(hidden) if hidden_ran else None,
+                       'hidden': max(len(hidden), e.get('hidden', 0)),  # a student's record has only their count
                        'with_others_passed': passed(shared), 'with_others': len(shared),
                        'first_failure': failing and {'test': failing['id'], 'message': result(failing)[1]},
                        'points': round(e['points'] * passed(counted) / len(counted), 1) if counted else 0.0,

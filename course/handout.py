@@ -18,9 +18,10 @@ network) for everything else, so that a blank in one exercise fails only that ex
 Tests between `# BEGIN HIDDEN TESTS` and `# END HIDDEN TESTS` in a test file, nbgrader's markers,
 are left out of the handout; they count when the instructor grades the class.
 
-The handout records what it cut in course/exercises.json: each exercise's number, name, chapter
-and points (course/course.toml gives an exercise other points than 10), and each test that grades
-one, with the exercises it needs and whether it is hidden. The grade reads that record, not the
+The handout records what it cut in course/exercises.json: each exercise's number, name, chapter,
+points (course/course.toml gives an exercise other points than 10) and how many hidden tests it
+has, and each public test that grades one, with the exercises it needs; the instructor's copy, to
+grade with, records the hidden tests too, by name. The grade reads that record, not the
 student's chapters: a solution, written as students write it, keeps its exercise's row.
 """
 import json
@@ -82,16 +83,18 @@ def enclosing(lines, i):
     return '.'.join(names)
 
 
-def make(out, keep=(), root=HERE, hidden=False, written=None):
+def make(out, keep=(), root=HERE, hidden=False, written=None, leave_out=()):
     """The handout in `out`: the project's files with every exercise's block replaced by a raise,
     but those named in `keep` (the tests put one back to check that it alone passes), the hidden
     tests cut from the tests unless `hidden` (the instructor's copy, to grade with), and the record
-    (record(root), unless `written` gives it)."""
+    (record(root), unless `written` gives it). Paths in `leave_out` (a class's submissions and
+    grades, should they be kept in the project) are not copied."""
     if os.path.exists(out) and os.listdir(out):
         raise SystemExit(f'handout: error: {out} is not empty: name a new folder, or empty it first')
     written = written or record(root)
-    shutil.copytree(root, out, dirs_exist_ok=True,
-                    ignore=lambda folder, names: [n for n in names if n in LEFT_OUT or n.startswith('runs-')])
+    away = {os.path.realpath(path) for path in leave_out}
+    shutil.copytree(root, out, dirs_exist_ok=True, ignore=lambda folder, names: [
+        n for n in names if n in LEFT_OUT or n.startswith('runs-') or os.path.realpath(os.path.join(folder, n)) in away])
     for chapter in CHAPTERS:
         lines = open(os.path.join(root, chapter)).read().splitlines(keepends=True)
         for exercise in reversed([e for e in exercises(root) if e.chapter == chapter and e.solved and e.name not in keep]):
@@ -107,7 +110,14 @@ def make(out, keep=(), root=HERE, hidden=False, written=None):
                 with open(os.path.join(out, 'tests', name), 'w') as f:
                     f.writelines(without_hidden(open(os.path.join(root, 'tests', name)).read().splitlines(keepends=True)))
     with open(os.path.join(out, RECORD), 'w') as f:
-        json.dump(written, f, indent=1)
+        json.dump(written if hidden else for_students(written), f, indent=1)
+
+
+def for_students(written):
+    """The record as the student's copy holds it: each exercise's hidden tests as a count, not by name."""
+    hidden = lambda e: sum(t['hidden'] and t['exercises'] == [e['name']] for t in written['tests'])
+    return {'exercises': [e | {'hidden': hidden(e)} for e in written['exercises']],
+            'tests': [t for t in written['tests'] if not t['hidden']]}
 
 
 def without_hidden(lines):

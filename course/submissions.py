@@ -1,20 +1,21 @@
 """A class's submissions, taken in: one folder, .zip or .tar.gz per student, named by the student's
-id, and from each only the chapters the exercises are in.
+id, and from each only the chapters that hold exercises.
 
-An archive is unpacked by hand, member by member, and refused whole, in one line, if a member's
-path is absolute or climbs out of its folder (`../`), is a link or a device, or if the archive
-holds too many members or too many bytes: a submission is a student's file, not a trusted one. A
-folder is copied the same way: regular files only, no link followed.
+A submission is a student's file, not a trusted one. An archive is read member by member, and
+refused whole, in one line, if a member's path is absolute or climbs out of its folder (`../`), if
+a chapter in it is a link or a device, or if it holds too many members. Only the files named as
+chapters are written out, each at most MAX_CHAPTER bytes, counted as they come (the sizes in an
+archive's headers may lie); everything else, a .venv or a data set included, is only listed, for
+the student's feedback. A folder is read the same way, following no link.
 """
 import os
 import re
-import shutil
 import stat
 import tarfile
 import zipfile
 
-MAX_BYTES = 100 * 2 ** 20   # unpacked, in all
-MAX_FILES = 5_000
+MAX_CHAPTER = 2 * 2 ** 20  # bytes of one chapter: the largest of ours is 20 kB
+MAX_MEMBERS = 200_000      # a whole working folder, .venv and .git included, holds some 30,000
 SUFFIXES = ('.tar.gz', '.tgz', '.zip')
 
 
@@ -39,89 +40,81 @@ def safe_id(student):
     return re.sub(r'[^\w.@-]', '_', student) or '_'
 
 
-def unpack(path, into):
-    """The submission at `path` (a folder, .zip or .tar.gz) as plain files under `into`. Refused if it
-    will not unpack, reaches outside its folder, holds a link, or is too large."""
-    os.makedirs(into)
+def take(path, wanted, into):
+    """From the submission at `path`, the chapters named in `wanted` that stand in the shallowest
+    folder holding any of them (the submission itself, or the one folder it was sent in), written
+    under `into`, as {chapter: path}; and every other file it holds, by its path within, which the
+    grade ignores. Refused if it will not be read, reaches outside its folder, holds a chapter that
+    is a link, or holds too many members or chapters."""
+    files, chapters, buffered = [], {}, 0
     try:
-        if os.path.isdir(path):
-            copy_folder(path, into)
-        elif path.endswith('.zip'):
-            with zipfile.ZipFile(path) as archive:
-                members = [(info.filename, info.is_dir(), stat.S_ISLNK(info.external_attr >> 16), info.file_size,
-                            lambda info=info: archive.open(info)) for info in archive.infolist()]
-                write(members, into)
-        else:
-            with tarfile.open(path, 'r:gz') as archive:
-                members = []
-                for info in archive.getmembers():
-                    if not (info.isfile() or info.isdir()):
-                        raise Refused(f'{os.path.basename(path)}: {info.name} is a link or a device, not a file')
-                    members.append((info.name, info.isdir(), False, info.size, lambda info=info: archive.extractfile(info)))
-                write(members, into)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+        for name, kind, opener in read(path):
+            if kind == 'folder':
+                continue
+            files.append(name)
+            if name.rsplit('/', 1)[-1] in wanted:  # read now: an archive is read once, in order
+                chapters[name] = kind == 'file' and bytes_of(opener, name)
+                buffered += len(chapters[name] or b'')
+                if buffered > 20 * MAX_CHAPTER:
+                    raise Refused(f'it holds more than {20 * MAX_CHAPTER // 2 ** 20} MB of files named as chapters')
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, RuntimeError, NotImplementedError) as e:
         raise Refused(f'{os.path.basename(path)} will not unpack ({type(e).__name__}: {e})') from None
+    folders = sorted({os.path.dirname(name) for name in chapters}, key=lambda d: (d.count('/') if d else -1, d))
+    chosen = [name for name in chapters if folders and os.path.dirname(name) == folders[0]]
+    taken = {}
+    for name in chosen:
+        if chapters[name] is False:
+            raise Refused(f'{name} is a link or a device, not a file')
+        taken[os.path.basename(name)] = os.path.join(into, os.path.basename(name))
+        os.makedirs(into, exist_ok=True)
+        with open(taken[os.path.basename(name)], 'wb') as f:
+            f.write(chapters[name])
+    return taken, sorted(name for name in files if name not in chosen)
 
 
-def write(members, into):
-    """Each (name, is a folder, is a link, size, opener) member under `into`, after checking them all."""
-    if len(members) > MAX_FILES:
-        raise Refused(f'it holds {len(members)} files, more than {MAX_FILES}')
-    if sum(size for _, _, _, size, _ in members) > MAX_BYTES:
-        raise Refused(f'it unpacks to more than {MAX_BYTES // 2 ** 20} MB')
-    for name, _, link, _, _ in members:
-        parts = name.replace('\\', '/').split('/')
+def read(path):
+    """(name, kind, opener) for each member of the submission: kind 'file', 'folder' or 'other' (a
+    link, a device), opener a function that opens a file's bytes. Refused for a path out of bounds."""
+    def checked(name):
+        name = name.replace('\\', '/')
+        parts = [p for p in name.split('/') if p not in ('', '.')]
         if name.startswith('/') or '..' in parts or re.match(r'^[A-Za-z]:', name):
             raise Refused(f'{name} would unpack outside its folder')
-        if link:
-            raise Refused(f'{name} is a link, not a file')
-    written = 0
-    for name, folder, _, _, opener in members:
-        target = os.path.join(into, *[p for p in name.replace('\\', '/').split('/') if p not in ('', '.')])
-        if folder:
-            os.makedirs(target, exist_ok=True)
-            continue
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with opener() as source, open(target, 'wb') as f:
-            while chunk := source.read(2 ** 20):  # the size a header claims may lie: count what comes
-                written += len(chunk)
-                if written > MAX_BYTES:
-                    raise Refused(f'it unpacks to more than {MAX_BYTES // 2 ** 20} MB')
-                f.write(chunk)
+        return '/'.join(parts)
+    count = 0
+    if os.path.isdir(path):
+        for folder, dirs, names in os.walk(path):  # followlinks=False: a link to a folder is not entered
+            for name in dirs + names:
+                full = os.path.join(folder, name)
+                kind = 'other' if os.path.islink(full) else 'folder' if os.path.isdir(full) else \
+                    'file' if os.path.isfile(full) else 'other'
+                yield os.path.relpath(full, path).replace(os.sep, '/'), kind, lambda full=full: open(full, 'rb')
+                count += 1
+    elif path.endswith('.zip'):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                link = stat.S_ISLNK(info.external_attr >> 16)
+                yield checked(info.filename), 'folder' if info.is_dir() else 'other' if link else 'file', \
+                    lambda info=info: archive.open(info)
+                count += 1
+                if count > MAX_MEMBERS:
+                    break
+    else:
+        with tarfile.open(path, 'r:gz') as archive:
+            for info in archive:  # one member at a time: a large archive is never listed whole
+                yield checked(info.name), 'folder' if info.isdir() else 'file' if info.isfile() else 'other', \
+                    lambda info=info: archive.extractfile(info)
+                count += 1
+                if count > MAX_MEMBERS:
+                    break
+    if count > MAX_MEMBERS:
+        raise Refused(f'it holds more than {MAX_MEMBERS:,} files')
 
 
-def copy_folder(path, into):
-    """A folder's regular files, copied under `into`; Refused if it holds a link, or too much."""
-    links, size, count = [], 0, 0
-    for folder, dirs, files in os.walk(path):
-        for name in dirs + files:
-            full = os.path.join(folder, name)
-            if os.path.islink(full) or not (os.path.isdir(full) or os.path.isfile(full)):
-                links.append(os.path.relpath(full, path))
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
-        for name in files:
-            full = os.path.join(folder, name)
-            if os.path.isfile(full) and not os.path.islink(full):
-                size, count = size + os.path.getsize(full), count + 1
-                if size > MAX_BYTES or count > MAX_FILES:
-                    raise Refused(f'it holds more than {MAX_BYTES // 2 ** 20} MB or {MAX_FILES} files')
-                target = os.path.join(into, os.path.relpath(full, path))
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copyfile(full, target)
-    if links:
-        raise Refused(f'{links[0]} is a link or a device, not a file')
-
-
-def chapters(unpacked, wanted):
-    """From the files under `unpacked`: the chapters named in `wanted` that stand in the shallowest
-    folder holding any of them (the submission itself, or the one folder it was zipped with), as
-    {chapter: path}; and every other file, relative to `unpacked`, which the grade ignores."""
-    all_files = sorted(os.path.relpath(os.path.join(folder, name), unpacked)
-                       for folder, _, names in os.walk(unpacked) for name in names)
-    holding = sorted({os.path.dirname(f) for f in all_files if os.path.basename(f) in wanted},
-                     key=lambda d: (d.count(os.sep) if d else -1, d))
-    top = holding[0] if holding else None
-    taken = {os.path.basename(f): os.path.join(unpacked, f) for f in all_files
-             if top is not None and os.path.dirname(f) == top and os.path.basename(f) in wanted}
-    ignored = [f for f in all_files if os.path.join(unpacked, f) not in taken.values()]
-    return taken, ignored
+def bytes_of(opener, name):
+    """A member's bytes, at most MAX_CHAPTER of them, counted as they come."""
+    with opener() as source:
+        data = source.read(MAX_CHAPTER + 1)
+    if len(data) > MAX_CHAPTER:
+        raise Refused(f'{name} is larger than {MAX_CHAPTER // 2 ** 20} MB: no chapter is')
+    return data
