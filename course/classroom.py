@@ -112,7 +112,7 @@ def why_stopped(ran, limits):
 
 def limited(results, limits):
     """The tests that met a limit, counted: those past their time limit, those out of memory."""
-    timed = sum('TestTimeout' in message for passed, message in results.values() if passed is False)
+    timed = sum('TestTimeout: the test ran past' in message for passed, message in results.values() if passed is False)
     memory = sum(('MemoryError' in message or "can't allocate memory" in message)
                  for passed, message in results.values() if passed is False)
     output = sum('File too large' in message for passed, message in results.values() if passed is False)

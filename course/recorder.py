@@ -6,7 +6,8 @@ exercises each is marked with and where it stands, and each test's outcome, a li
 The grade reads FILE back (course/grade.py) as data that it parses and checks, never as code. A
 line is written, and flushed, as each test ends, so that a run killed half-way (a time limit, a
 crash) still tells which tests had passed. With --test-timeout, a test that runs past it fails,
-with that reason, and the run goes on with the next: an infinite loop costs one test.
+with that reason, and the run goes on with the next; a test that needs an exercise whose own test
+ran past it fails at once: an infinite loop costs its exercise one time limit, not one a test.
 """
 import json
 import signal
@@ -64,6 +65,11 @@ class Recorder:
         self.file.close()
 
 
+# The exercises whose own test (marked with it alone) ran past its time limit: the next tests that
+# need one of them fail at once, for that reason, rather than each costing the time limit again.
+LOOPED = set()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """The test's setup, call and teardown under one alarm of --test-timeout seconds: SIGALRM raises
@@ -72,8 +78,11 @@ def pytest_runtest_protocol(item, nextitem):
     if not seconds:
         yield
         return
+    needs = [name for mark in item.iter_markers('exercise') for name in mark.args]
 
     def expired(signum, frame):
+        if len(needs) == 1:
+            LOOPED.add(needs[0])
         raise TestTimeout(f'the test ran past its time limit of {seconds:g} s')
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -82,3 +91,9 @@ def pytest_runtest_protocol(item, nextitem):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def pytest_runtest_setup(item):
+    looped = sorted(LOOPED & {name for mark in item.iter_markers('exercise') for name in mark.args})
+    if looped:
+        raise TestTimeout(f'not run: {looped[0]} ran past the time limit in a test of its own')
