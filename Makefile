@@ -24,7 +24,6 @@
 
 PYTHON ?= python3
 VENV := .venv
-PY := $(VENV)/bin/python
 ARGS ?=
 SEEDS ?= 0
 RUNS ?= runs
@@ -37,51 +36,69 @@ MAX_SEEDS ?= 5
 EXPERIMENTS :=
 .PHONY: test test-quick bench figures tables status study seeds handout grade grade-class autograder
 
-$(VENV)/installed: requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
-	touch $@
+# The Python every target runs: .venv's, made the first time from requirements.txt at the versions
+# of requirements.lock; or yours, make test PY=/path/to/python (Colab's, Kaggle's, a conda
+# environment's, a cluster module's), which makes no .venv: before a target runs, it is checked for
+# what the target needs (NEEDS), and what it lacks is one line (bookkeeping/environment.py).
+ifeq ($(origin PY),command line)
+READY := python-checked
+else
+PY := $(VENV)/bin/python
+READY := $(VENV)/installed
+endif
+NEEDS := torch
+test test-quick handout grade grade-class autograder: NEEDS += torchvision pytest matplotlib
+figures tables: NEEDS += matplotlib
+bench: NEEDS += torchvision
 
-test: $(VENV)/installed
+$(VENV)/installed: requirements.txt requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt -c requirements.lock
+	touch $@
+python-checked:
+	@$(PY) -m bookkeeping.environment $(NEEDS)
+.PHONY: python-checked
+
+test: $(READY)
 	$(PY) -m pytest -q -rs --durations=12 tests
 
 # Every test but the slow ones (whole ResNet-18 runs in processes of their own, torch.compile, several runs at once, a Slurm cluster).
-test-quick: $(VENV)/installed
+test-quick: $(READY)
 	$(PY) -m pytest -q -rs -m 'not slow' tests
 
 # Training speed of this project's pipeline against the usual DataLoader one (bench.py).
-bench: $(VENV)/installed
+bench: $(READY)
 	$(PY) bench.py --compile
 
 # The report's tables and figures from the runs under $(RUNS), into figures/ (report.py).
-figures: $(VENV)/installed
+figures: $(READY)
 	$(PY) report.py --figures --runs $(RUNS)
-tables: $(VENV)/installed
+tables: $(READY)
 	$(PY) report.py --tables --runs $(RUNS)
 
 # A line per run of the study, or of the experiments in EXP: its state, epoch, accuracy and time (runner/status.py).
-status: | $(VENV)/installed
+status: | $(READY)
 	@$(PY) -m runner.status $(if $(EXP),$(foreach e,$(EXP),$(FOLDERS_$(e))),$(FOLDERS_study))
 
 # The course's handout: a copy of the project in OUT with each exercise left blank and the hidden tests
 # left out (course/handout.py); the grade of a copy, exercise by exercise (course/grade.py; ARGS=--json).
-handout: $(VENV)/installed
+handout: $(READY)
 	@$(if $(OUT),,$(error make handout OUT=DIR: name a new folder for the student's copy))
 	$(PY) -m course.handout '$(OUT)'
-grade: $(VENV)/installed
+grade: $(READY)
 	$(PY) -m course.grade $(ARGS)
 
 # A class's submissions in SUBMISSIONS (a folder, .zip or .tar.gz per student, named by id), each graded
 # fenced against the instructor's tests, hidden ones included: the gradebook OUT, and feedback/ beside
 # it (course/classroom.py). -j N grades N at once; TIMEOUT= the seconds a test may run.
-grade-class: $(VENV)/installed
+grade-class: $(READY)
 	@$(if $(and $(SUBMISSIONS),$(OUT)),,$(error make grade-class SUBMISSIONS=DIR OUT=grades.csv: name both))
 	$(PY) -m course.classroom '$(SUBMISSIONS)' --out '$(OUT)' --jobs='$(filter -j%,$(MAKEFLAGS))' \
 		$(if $(TIMEOUT),--test-timeout '$(TIMEOUT)') $(ARGS)
 
 # The same grade on Gradescope: OUT, a zip of the instructor's copy with setup.sh and run_autograder,
 # which grades one submission as grade-class does and writes Gradescope's results.json (course/autograder.py).
-autograder: $(VENV)/installed
+autograder: $(READY)
 	@$(if $(OUT),,$(error make autograder OUT=autograder.zip: name the zip to upload))
 	$(PY) -m course.autograder build '$(OUT)'
 
@@ -89,7 +106,7 @@ autograder: $(VENV)/installed
 # MAX_SEEDS a setting, for the claims' comparisons within the experiments in EXP (default: all).
 # Each round runs through make (-j, GPUS, make's checks) or, with SLURM, as one job array it waits
 # for (runner/seeds.py). $(MAKE) on the line hands make's job slots to the make of each round.
-seeds: | $(VENV)/installed
+seeds: | $(READY)
 	$(PY) -m runner.seeds --make='$(MAKE)' --runs='$(RUNS)' --max-seeds='$(MAX_SEEDS)' --exp='$(EXP)' --args='$(ARGS)' \
 		--gpus='$(GPUS)' $(if $(SLURM),--sbatch='$(SLURM)')
 
@@ -102,7 +119,7 @@ experiment = $(if $(filter $(1),$(EXPERIMENTS)),,$(eval EXPERIMENTS += $(1)))$(f
 define run
 FOLDERS_$(1) += $(RUNS)/$(1)/$(2)/seed$(4)
 ASKED_$(RUNS)/$(1)/$(2)/seed$(4) := $(3) --seed $(4)
-$(RUNS)/$(1)/$(2)/seed$(4)/summary.json: | $(VENV)/installed
+$(RUNS)/$(1)/$(2)/seed$(4)/summary.json: | $(READY)
 	$(PY) train.py $(3) --seed $(4) --out $$(@D)$(if $(GPUS), --gpu-pool $(GPUS)) $$(ARGS) $$(call continue,$$(@D)) || [ $$$$? = 3 ]
 endef
 # Start over a run made with other flags (FORCE=1), or continue an interrupted one from its checkpoint.
@@ -148,7 +165,7 @@ $(EXPERIMENTS) study:
 else
 # With SLURM, a target submits its unfinished runs as one Slurm job array instead, a task per run,
 # each of which runs its run through make, on a GPU of the cluster's (runner/slurm.py).
-$(EXPERIMENTS) study: | $(VENV)/installed
+$(EXPERIMENTS) study: | $(READY)
 	$(PY) -m runner.slurm --sbatch='$(SLURM)' --name $@ --runs '$(RUNS)' --make 'RUNS=$(RUNS)' --make 'SEEDS=$(SEEDS)' \
 		--make 'ARGS=$(ARGS)' $(if $(FORCE),--make FORCE=1 $(addprefix --start-over ,$(filter $(FOLDERS_$@),$(STALE)))) $(FOLDERS_$@)
 endif

@@ -22,7 +22,10 @@ precision it would only emulate is slower than fp32. On 2 cores of an Intel Xeon
 """
 import os
 import platform
+import re
+import shutil
 import socket
+import subprocess
 import time
 
 import torch
@@ -30,9 +33,10 @@ import torch
 from bookkeeping import locks
 from bookkeeping.flags import PRECISIONS
 
-# The GPU pool's locks, gpuN.lock: in the project's folder (.gpus), unless GPU_LOCKS names another (one
-# that several clones of the project share, so that their runs share the machine's GPUs).
+# The GPU pool's locks, gpuN@HOST.lock: in the project's folder (.gpus), unless GPU_LOCKS names another
+# (one that several clones of the project share, so that their runs share the machine's GPUs).
 GPU_LOCKS = os.environ.get('GPU_LOCKS') or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.gpus')
+NVIDIA_PROC = '/proc/driver/nvidia/gpus'  # a folder per GPU, where the NVIDIA driver is loaded
 HALF = {'bf16': torch.bfloat16, 'fp16': torch.float16}  # autocast's dtype for each half precision
 # Channels-last (NHWC) memory is the layout cuDNN's tensor-core convolutions and oneDNN's CPU ones
 # compute in: with NCHW tensors they would convert at every layer. Expected to be faster, as
@@ -41,9 +45,16 @@ MEMORY_FORMAT = torch.channels_last
 
 
 def pick_device(name):
-    """The torch.device that --device names: auto is the GPU when torch sees one."""
+    """The torch.device that --device names: auto is the GPU when torch sees one, and the CPU on a
+    machine without an NVIDIA GPU. A machine that has one that torch cannot use is an error, not a
+    run on the CPU that would take weeks: why_no_gpu says why, and --device cpu runs there anyway."""
     if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        if torch.cuda.is_available():
+            return torch.device('cuda')
+        why = why_no_gpu(nvidia_gpus(), torch.version.cuda, driver_cuda(), os.environ)
+        if why:
+            raise ValueError(f'--device auto: {why}; --device cpu trains on the CPU instead')
+        return torch.device('cpu')
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -59,7 +70,62 @@ def pick_device(name):
     return device
 
 
-def take_gpu(pool, wait=2.0):
+def nvidia_gpus():
+    """The NVIDIA GPUs this machine's driver knows, by name; [] if it has none. Asked of
+    `nvidia-smi -L` where it is on the PATH; else the driver's /proc/driver/nvidia/gpus."""
+    if shutil.which('nvidia-smi'):
+        try:
+            listed = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            listed = ''
+        gpus = re.findall(r'^GPU \d+: (.+?)(?: \(UUID|$)', listed, re.M)
+        if gpus:
+            return gpus
+    try:
+        return [f'GPU {name}' for name in sorted(os.listdir(NVIDIA_PROC))]
+    except OSError:
+        return []
+
+
+def driver_cuda():
+    """The newest CUDA this machine's driver runs, as nvidia-smi's header says it ('12.4'); None if unknown."""
+    if not shutil.which('nvidia-smi'):
+        return None
+    try:
+        header = subprocess.run(['nvidia-smi'], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r'CUDA Version: ([\d.]+)', header)
+    return found and found.group(1)
+
+
+def why_no_gpu(gpus, torch_cuda, driver, env):
+    """Why torch sees no GPU on a machine whose driver lists `gpus`, in a few words; '' if the
+    machine has none. torch_cuda is the CUDA torch was built for (torch.version.cuda, None for a
+    CPU-only build), driver the newest CUDA the driver runs, env the process's environment."""
+    if not gpus:
+        return ''
+    card = f'this machine has {gpus[0]}{f" and {len(gpus) - 1} more" if len(gpus) > 1 else ""}'
+    if torch_cuda is None:
+        return (f'{card}, but this torch ({torch.__version__}) is a CPU-only build: install a CUDA build '
+                f'(pytorch.org), or run with the Python that has one (make PY=...)')
+    visible = env.get('CUDA_VISIBLE_DEVICES')
+    if 'SLURM_JOB_ID' in env and not any(env.get(k) for k in ('SLURM_JOB_GPUS', 'SLURM_STEP_GPUS', 'SLURM_GPUS_ON_NODE')) \
+            and not visible:
+        return f'{card}, but this Slurm job was given no GPU: submit it with --gres=gpu:1 (or --gpus=1)'
+    if visible is not None and visible.strip() in ('', '-1', 'none', 'NoDevFiles'):
+        return f'{card}, but CUDA_VISIBLE_DEVICES={visible!r} hides every GPU from this process'
+    if driver and as_version(driver) < as_version(torch_cuda):
+        return (f'{card}, but this torch is built for CUDA {torch_cuda}, and its driver runs CUDA {driver} at most: '
+                f'update the driver, or install a torch built for CUDA {driver} or older')
+    return f'{card}, but torch (built for CUDA {torch_cuda}) cannot use it: torch.cuda.is_available() is False'
+
+
+def as_version(text):
+    return tuple(int(part) for part in re.findall(r'\d+', text))
+
+
+def take_gpu(pool, wait=2.0, host=None):
     """One GPU of `pool` (['0', '1', ...]) that no other run of this project holds, held until this
     process ends, and the only one it may see (CUDA_VISIBLE_DEVICES). While every GPU of the pool
     is held, it waits for one to come free, and says so once. Returns the GPU taken.
@@ -71,13 +137,19 @@ def take_gpu(pool, wait=2.0):
     said = False
     while True:
         for gpu in pool:
-            if locks.acquire(os.path.join(GPU_LOCKS, f'gpu{gpu}.lock')) is not None:  # kept: the process holds it
+            if locks.acquire(gpu_lock(gpu, host)) is not None:  # kept: the process holds it
                 os.environ['CUDA_VISIBLE_DEVICES'] = gpu
                 return gpu
         if not said:
             print(f'waiting for a free GPU: {" ".join(pool)} are all held by other runs of this project', flush=True)
             said = True
         time.sleep(wait)
+
+
+def gpu_lock(gpu, host=None):
+    """GPU `gpu`'s lock file, named for this machine as well as the number: two machines that share a
+    home folder (and so .gpus/, or GPU_LOCKS) each have their own GPU 0."""
+    return os.path.join(GPU_LOCKS, f'gpu{gpu}@{host or socket.gethostname()}.lock')
 
 
 def cpu_computes_bf16():

@@ -65,8 +65,9 @@ def bubblewrap(folder, slot, hidden=()):
     tests, which may live in it (.venv)."""
     as_user = ['--unshare-user', '--uid', str(FIRST_UID + slot), '--gid', str(FIRST_UID + slot)] if os.geteuid() == 0 else []
     hide = [arg for path in hidden for arg in ('--tmpfs', os.path.realpath(path))]
-    python = os.path.realpath(sys.prefix)
-    keep = ['--ro-bind', python, python] if any(python.startswith(os.path.realpath(path) + os.sep) for path in hidden) else []
+    python = os.path.realpath(sys.prefix)  # seen again if it was hidden, or stood in /tmp
+    keep = ['--ro-bind', python, python] if any(python.startswith(os.path.realpath(path) + os.sep)
+                                                for path in (*hidden, '/tmp')) else []
     return ['bwrap', *as_user, '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp', *hide, *keep,
             '--bind', folder, folder, '--unshare-net', '--unshare-pid', '--die-with-parent', '--chdir', folder]
 

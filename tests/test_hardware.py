@@ -88,3 +88,66 @@ def test_a_bf16_run_resumed_on_a_card_without_bf16_says_which_gpu_it_needs(capsy
     err = one_line_error(capsys, ['--resume', '--out', str(out), '--data-dir', cifar_root], status=1)
     assert f'{out} computes in bf16, and the Tesla T4 (compute capability 7.5) has no bf16 tensor cores' in err
     assert 'compute capability 8.0 or more' in err and 'Slurm' in err and snapshot(out) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# A machine with an NVIDIA GPU that torch cannot use: one line, not weeks on the CPU.
+
+T4 = ['Tesla T4']
+
+
+@pytest.mark.parametrize('gpus, torch_cuda, driver, env, expected', [
+    ([], '12.8', None, {}, ''),  # no NVIDIA hardware: auto is the CPU, as it always was
+    (T4, None, '12.4', {}, 'this machine has Tesla T4, but this torch ({}) is a CPU-only build'),
+    (T4, '12.8', '12.8', {'SLURM_JOB_ID': '7'}, 'this Slurm job was given no GPU: submit it with --gres=gpu:1'),
+    (T4, '12.8', '12.8', {'CUDA_VISIBLE_DEVICES': ''}, "CUDA_VISIBLE_DEVICES='' hides every GPU from this process"),
+    (T4 * 2, '13.0', '12.4', {}, 'this machine has Tesla T4 and 1 more, but this torch is built for CUDA 13.0, and its '
+                                 'driver runs CUDA 12.4 at most: update the driver, or install a torch built for CUDA 12.4'),
+    (T4, '12.8', '12.8', {}, 'but torch (built for CUDA 12.8) cannot use it: torch.cuda.is_available() is False'),
+])
+def test_why_torch_sees_no_gpu_on_a_machine_that_has_one(gpus, torch_cuda, driver, env, expected):
+    why = hardware.why_no_gpu(gpus, torch_cuda, driver, env)
+    assert (why == '') if not expected else expected.format(torch.__version__) in why, why
+
+
+def test_a_slurm_job_given_a_gpu_is_not_told_it_has_none():
+    assert 'Slurm' not in hardware.why_no_gpu(T4, '12.8', '12.8', {'SLURM_JOB_ID': '7', 'SLURM_JOB_GPUS': '0',
+                                                                   'CUDA_VISIBLE_DEVICES': '0'})
+
+
+@pytest.fixture
+def fake_nvidia_smi(tmp_path, monkeypatch):
+    """An nvidia-smi first on the PATH that answers as a T4 machine whose driver runs CUDA 12.4 at most."""
+    folder = tmp_path / 'bin'
+    folder.mkdir()
+    (folder / 'nvidia-smi').write_text('#!/bin/sh\nif [ "$1" = -L ]; then echo "GPU 0: Tesla T4 (UUID: GPU-1234)"; '
+                                       'else echo "| NVIDIA-SMI 550.54  Driver Version: 550.54  CUDA Version: 12.4 |"; fi\n')
+    (folder / 'nvidia-smi').chmod(0o755)
+    monkeypatch.setenv('PATH', f'{folder}:{os.environ["PATH"]}')
+    return folder
+
+
+def test_with_the_gpu_unusable_auto_stops_before_anything_is_written_and_cpu_still_runs(fake_nvidia_smi, capsys,
+                                                                                         cifar_root, tmp_path,
+                                                                                         monkeypatch):
+    """nvidia-smi lists a T4, torch sees none (here, where there is no GPU): train.py --device auto
+    stops with one line saying why, exit status 2, and writes nothing; --device cpu is the CPU."""
+    assert hardware.nvidia_gpus() == T4 and hardware.driver_cuda() == '12.4'
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+    out = tmp_path / 'never'
+    err = one_line_error(capsys, ['--data-dir', cifar_root, '--out', str(out), '--epochs', '1'])
+    assert err.startswith('train.py: error: --device auto: this machine has Tesla T4, but ') and \
+        '--device cpu trains on the CPU instead' in err and not out.exists()
+    assert hardware.pick_device('cpu') == torch.device('cpu')
+
+
+def test_gpu_locks_are_per_machine_as_well_as_per_number(tmp_path, monkeypatch):
+    """Two machines sharing a home folder each have their GPU 0: a run on host b takes it while a
+    run on host a holds its own; another run on host a would have to wait."""
+    monkeypatch.setattr(hardware, 'GPU_LOCKS', str(tmp_path))
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+    held = hardware.locks.acquire(hardware.gpu_lock('0', 'node-a'))
+    assert held is not None and hardware.locks.acquire(hardware.gpu_lock('0', 'node-a')) is None
+    assert hardware.take_gpu(['0'], host='node-b') == '0' and os.environ['CUDA_VISIBLE_DEVICES'] == '0'
+    assert sorted(os.listdir(tmp_path)) == ['gpu0@node-a.lock', 'gpu0@node-b.lock']
+    hardware.locks.release(held)

@@ -5,6 +5,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -224,3 +225,33 @@ def test_a_damaged_run_is_named_and_left_alone_and_the_others_run(tmp_path):
         f'make leaves out {damaged}: config.json is cut short; python train.py --force ... --out {damaged} '
         f'starts the run over, or delete the folder']
     assert set(planned_runs('lr-sweep', f'RUNS={tmp_path}')) == {f'{tmp_path}/lr-sweep/{s}/seed0' for s in ('lr0.01', 'lr0.001')}
+
+
+def test_a_python_of_your_own_makes_no_venv_and_is_checked_for_what_each_target_needs(tmp_path):
+    """make ... PY=/path/to/python: no .venv is planned; before the target, that Python is checked for
+    the packages the target needs, from the supported floor; what it lacks is one line, and the
+    target does not run."""
+    shown = subprocess.run(['make', '-n', '-C', ROOT, 'test', f'PY={sys.executable}'], capture_output=True, text=True,
+                           check=True).stdout
+    assert '-m venv' not in shown and 'pip install' not in shown and f'{sys.executable} -m bookkeeping.environment torch torchvision pytest matplotlib' in shown
+    bare = tmp_path / 'bare'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(bare)], check=True)  # a Python with nothing
+    made = subprocess.run(['make', '-s', '-C', ROOT, 'figures', f'PY={bare}/bin/python', f'RUNS={tmp_path}'],
+                          capture_output=True, text=True)
+    assert made.returncode != 0 and 'report.py' not in made.stdout
+    assert made.stderr.splitlines()[0] == f'{bare}/bin/python lacks what this target needs: torch 2.9.1 or later, ' \
+                                          f'matplotlib 3.6 or later. Install them (pip install torch>=2.9.1 ' \
+                                          f'matplotlib>=3.6), or leave PY= out to use .venv'
+
+
+def test_the_floor_is_read_from_the_installed_versions(monkeypatch):
+    from bookkeeping import environment
+    assert environment.as_numbers('2.14.1+cu130') == (2, 14, 1) and environment.lacking(['torch', 'pytest']) == []
+    monkeypatch.setitem(environment.FLOOR, 'torch', '99.0')
+    assert environment.lacking(['torch', 'no-such-package']) == [
+        f'torch 99.0 or later (it has {torch_version()})', 'no-such-package']
+
+
+def torch_version():
+    import importlib.metadata
+    return importlib.metadata.version('torch')
