@@ -281,9 +281,17 @@ def judged(ours, pair, found):
     if ours is None and gone:  # no verdict, and not for want of runs
         return ' and '.join(gone) + ' diverged'
     departed = [note for shown in pair for note in departures(shown.setting, finished(found[shown.setting.key].runs))]
-    on = '; '.join(dict.fromkeys(departed))
+    on = '; '.join(dict.fromkeys(departed + versions(pair, found)))
     left = [f'{shown.label} without {left_out(found[shown.setting.key])}' for shown in pair if found[shown.setting.key].left_out]
     return verdict_ + (f', on {on}' if ours and on else '') + ''.join(f'; {note}' for note in left)
+
+
+def versions(pair, found):
+    """['torch 2.9.1 and 2.14.1'] if the finished runs of the pair were made with more than one torch
+    (config.json records each run's): its kernels round differently, a difference of its own; else []."""
+    made = sorted({run['config'].get('torch', 'unknown') for shown in pair
+                   for run in finished(found[shown.setting.key].runs)})
+    return [f'torch {" and ".join(made)}'] if len(made) > 1 else []
 
 
 def left_out(setting_found):

@@ -110,6 +110,18 @@ def test_runs_that_depart_from_the_report_s_setting_say_so_in_their_row_and_verd
     assert conclusions(tables)[LR_CLAIM, 'lr 0.001'][-1] == 'not run yet'  # and none where there is no verdict
 
 
+def test_a_verdict_on_runs_of_two_torch_versions_says_so(tmp_path):
+    """config.json records each run's torch: a comparison whose runs used two versions says which,
+    as it says any other way its runs depart (docs/where.md: a course's students run where they can)."""
+    for lr, acc, version in (('0.01', 0.7, '2.14.1+cu130'), ('0.1', 0.6, '2.9.1+cu128')):
+        folder = tmp_path / f'runs/lr-sweep/lr{lr}/seed0'
+        write_run(folder, {'lr': float(lr)}, (0.5, 0.6, acc))
+        config = json.loads((folder / 'config.json').read_text())
+        (folder / 'config.json').write_text(json.dumps(config | {'torch': version}))
+    tables = tables_of(tmp_path / 'runs', tmp_path)
+    assert conclusions(tables)[LR_CLAIM, 'lr 0.1'][-1].endswith(', on torch 2.14.1+cu130 and 2.9.1+cu128')
+
+
 def test_an_unfinished_run_is_shown_to_its_last_epoch_and_marked(tmp_path):
     write_run(tmp_path / 'runs/schedule/constant/seed0', {'epochs': 300}, val_accs=(0.4, 0.45), summary=False)
     cells = row(tables_of(tmp_path / 'runs', tmp_path), 'constant', 'ours')
