@@ -139,17 +139,20 @@ FOLDERS_study := $(foreach e,$(EXPERIMENTS),$(FOLDERS_$(e)))
 # a finished quick try (ARGS='--epochs 1') is not the real run. runner/checks.py names each that
 # differs, and how, and exits 1: make stops there. With FORCE=1 it lists them in $(CHECKED)/stale,
 # and they start over (STALE). It lists each folder with a damaged file in $(CHECKED)/damaged,
-# which make leaves alone and goes on without (DAMAGED).
+# which make leaves alone and goes on without (DAMAGED). $(CHECKED) is this make's own folder:
+# the makes of a Slurm array's tasks check the same RUNS at once.
 ASKED := $(foreach g,$(MAKECMDGOALS),$(FOLDERS_$(g)) $(patsubst %/summary.json,%,$(filter %/summary.json,$(g))))
 HELD := $(strip $(foreach f,$(ASKED),$(if $(wildcard $(f)/config.json $(f)/summary.json $(f)/checkpoint.pt),$(f))))
-CHECKED := $(RUNS)/.checked
 ifneq ($(HELD),)
+CHECKED := $(shell mktemp -d)
 $(shell $(PY) -m runner.checks before $(if $(FORCE),--force) --args '$(ARGS)' --into '$(CHECKED)' $(foreach f,$(HELD),$(f) '$(ASKED_$(f))'))
-ifneq ($(.SHELLSTATUS),0)
-$(error run folders above hold other runs than asked for)
-endif
+CHECK_STATUS := $(.SHELLSTATUS)
 STALE := $(file < $(CHECKED)/stale)
 DAMAGED := $(file < $(CHECKED)/damaged)
+$(shell rm -rf '$(CHECKED)')
+ifneq ($(CHECK_STATUS),0)
+$(error run folders above hold other runs than asked for)
+endif
 endif
 # With FORCE=1 they run again, summary.json or not: a phony prerequisite is never up to date.
 $(addsuffix /summary.json,$(STALE)): start-over

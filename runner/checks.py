@@ -11,9 +11,10 @@ compares the training flags of every run folder that holds a run with those its 
 as the Linux kernel's build (Kbuild's if_changed) rebuilds a file whose compile command changed,
 and names each folder that differs, and how (bookkeeping/flags.py's departures).
 
-It answers make with its exit status and two files: status 1 if a folder holds another run and
-FORCE=1 was not given, so that make stops with nothing run; DIR/stale lists the folders whose runs
-start over (with FORCE=1), DIR/damaged those with a damaged file, which make leaves out, a line each.
+It answers make with its exit status and two files in DIR, a folder of that make's own: status 1
+if a folder holds another run and FORCE=1 was not given, so that make stops with nothing run;
+DIR/stale lists the folders whose runs start over (with FORCE=1), DIR/damaged those with a damaged
+file, which make leaves out, a line each.
 """
 import argparse
 import os
