@@ -31,6 +31,7 @@ import time
 import torch
 
 from bookkeeping import locks
+from bookkeeping.environment import as_numbers
 from bookkeeping.flags import PRECISIONS
 
 # The GPU pool's locks, gpuN@HOST.lock: in the project's folder (.gpus), unless GPU_LOCKS names another
@@ -115,14 +116,11 @@ def why_no_gpu(gpus, torch_cuda, driver, env):
         return f'{card}, but this Slurm job was given no GPU: submit it with --gres=gpu:1 (or --gpus=1)'
     if visible is not None and visible.strip() in ('', '-1', 'none', 'NoDevFiles'):
         return f'{card}, but CUDA_VISIBLE_DEVICES={visible!r} hides every GPU from this process'
-    if driver and as_version(driver) < as_version(torch_cuda):
+    if driver and as_numbers(driver) < as_numbers(torch_cuda):
         return (f'{card}, but this torch is built for CUDA {torch_cuda}, and its driver runs CUDA {driver} at most: '
                 f'update the driver, or install a torch built for CUDA {driver} or older')
     return f'{card}, but torch (built for CUDA {torch_cuda}) cannot use it: torch.cuda.is_available() is False'
 
-
-def as_version(text):
-    return tuple(int(part) for part in re.findall(r'\d+', text))
 
 
 def take_gpu(pool, wait=2.0, host=None):

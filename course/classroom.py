@@ -217,7 +217,7 @@ def grouped(files):
 
 
 def jobs_from(flag):
-    """-jN, as make passes its -j in MAKEFLAGS ('-j4', '-j', or nothing): N at once."""
+    """Submissions at once: N, or make's -jN as it passes it in MAKEFLAGS ('-j4'; '-j' for every core; '' for 1)."""
     if not flag:
         return 1
     number = flag.removeprefix('-j')
@@ -246,8 +246,7 @@ def main(argv=None):
         parser.error(f'{args.submissions} is not a folder of submissions')
     limits = fence.Limits(args.test_timeout, args.submission_timeout, int(args.memory_gb * 2 ** 30), args.processes,
                           int(args.output_mb * 2 ** 20))
-    graded = grade_class(args.submissions, args.out, jobs_from(args.jobs if args.jobs.startswith('-j') or not args.jobs
-                                                              else f'-j{args.jobs}'), limits, bubblewrap=not args.no_bubblewrap)
+    graded = grade_class(args.submissions, args.out, jobs_from(args.jobs), limits, bubblewrap=not args.no_bubblewrap)
     print(f'{args.out}: {len(graded)} submissions graded; feedback in '
           f'{os.path.join(os.path.dirname(os.path.abspath(args.out)), "feedback")}/')
     return 0

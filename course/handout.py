@@ -122,12 +122,19 @@ def for_students(written):
 
 def without_hidden(lines):
     """A test file's lines without its hidden blocks, markers included."""
-    kept, inside = [], False
-    for line in lines:
-        inside = (inside or line.strip() == HIDDEN[0]) and line.strip() != HIDDEN[1]
-        if not inside and line.strip() != HIDDEN[1]:
-            kept.append(line)
-    return kept
+    hidden = hidden_lines(lines)
+    return [line for number, line in enumerate(lines, 1) if number not in hidden]
+
+
+def hidden_lines(lines):
+    """The numbers (1-based) of the lines of a test file within its hidden blocks, markers included."""
+    numbers, inside = set(), False
+    for number, line in enumerate(lines, 1):
+        inside = inside or line.strip() == HIDDEN[0]
+        if inside:
+            numbers.add(number)
+        inside = inside and line.strip() != HIDDEN[1]
+    return numbers
 
 
 def record(root=HERE):
@@ -152,12 +159,7 @@ def record(root=HERE):
 
 def hidden_at(root, path, line):
     """Whether line `line` (1-based) of the test file `path` is within a hidden block."""
-    inside = False
-    for number, text in enumerate(open(os.path.join(root, path)).read().splitlines(), 1):
-        inside = (inside or text.strip() == HIDDEN[0]) and text.strip() != HIDDEN[1]
-        if number == line:
-            return inside
-    return False
+    return line in hidden_lines(open(os.path.join(root, path)).read().splitlines())
 
 
 def read_points(root):
