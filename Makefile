@@ -48,6 +48,7 @@ READY := $(VENV)/installed
 endif
 NEEDS := torch
 test test-quick handout grade grade-class autograder: NEEDS += torchvision pytest matplotlib
+test: NEEDS += nbclient ipykernel
 figures tables: NEEDS += matplotlib
 bench: NEEDS += torchvision
 

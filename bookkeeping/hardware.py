@@ -26,6 +26,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import torch
@@ -241,3 +242,24 @@ def describe(device):
         name, capability = platform.processor() or platform.machine(), None
     return {'device_name': name, 'compute_capability': capability,
             'cuda_visible_devices': os.environ.get('CUDA_VISIBLE_DEVICES'), 'host': socket.gethostname()}
+
+
+def main():
+    """python -m bookkeeping.hardware: where --device auto trains on this machine, and in which
+    precision auto computes there; or, on a machine with a GPU that torch cannot use, why, in one
+    line and exit status 1. The notebook's first look at a Colab or Kaggle runtime (docs/colab.ipynb)."""
+    try:
+        device = pick_device('auto')
+    except ValueError as e:
+        sys.exit(str(e))
+    seen = describe(device)
+    if device.type == 'cuda':
+        count = torch.cuda.device_count()
+        sees, card = f'{count} GPU{"s" * (count > 1)}', f'{seen["device_name"]} (compute capability {seen["compute_capability"]})'
+    else:
+        sees, card = 'no GPU', f'the CPU ({seen["device_name"]})'
+    print(f'torch {torch.__version__} sees {sees} here: --device auto trains on {card}, in '
+          f'{pick_precision("auto", device)}')
+
+if __name__ == '__main__':
+    main()

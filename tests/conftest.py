@@ -5,6 +5,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,13 @@ WITH_TINY_NET = ('import signal, sys; sys.path[:0] = [{!r}, {!r}]; import train;
 # make, running its recipes for real, with the Python that runs the tests: it leaves .venv alone
 # (-o: take it as made), so the tests run the same in a clone that has none.
 MAKE = ['make', '-s', '-C', ROOT, '-o', '.venv/installed', f'PY={sys.executable}']
+
+
+def project_copy(folder):
+    """The project's files in `folder`, to be edited by a test, and make's command line for it."""
+    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns('.git', '.venv', 'data', 'runs', 'runs-*', 'figures',
+                                                                '.gpus', '__pycache__', '.pytest_cache'))
+    return [*MAKE[:MAKE.index('-C')], '-C', str(folder), *MAKE[MAKE.index('-C') + 2:]]
 
 
 def train_py(*args, wait=True, tiny=False, env=None):

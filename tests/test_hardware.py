@@ -2,14 +2,17 @@
 one-line refusals of a device or a precision the machine lacks; and what config.json records. No
 GPU is needed: torch's query functions answer as each card would."""
 import os
+import platform
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from bookkeeping import hardware
 import train
-from conftest import A_RUN, TinyNet, one_line_error, snapshot
+from conftest import A_RUN, ROOT, TinyNet, one_line_error, snapshot
 
 # What `--precision auto` must pick on the GPUs students have (docs/hardware.md, Precision).
 CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'), ('Tesla P100-PCIE-16GB', (6, 0), 'fp32'),
@@ -151,3 +154,21 @@ def test_gpu_locks_are_per_machine_as_well_as_per_number(tmp_path, monkeypatch):
     assert hardware.take_gpu(['0'], host='node-b') == '0' and os.environ['CUDA_VISIBLE_DEVICES'] == '0'
     assert sorted(os.listdir(tmp_path)) == ['gpu0@node-a.lock', 'gpu0@node-b.lock']
     hardware.locks.release(held)
+
+
+
+def test_the_notebook_s_look_at_the_machine_says_where_and_in_what_auto_trains(fake_nvidia_smi):
+    """python -m bookkeeping.hardware, the notebook's first look at a runtime. Without NVIDIA
+    hardware: the CPU, in the precision pick_precision gives it. With a T4 that torch cannot use
+    (CUDA_VISIBLE_DEVICES empty): pick_device's one line, and exit status 1."""
+    look = [sys.executable, '-m', 'bookkeeping.hardware']
+    no_nvidia = os.environ | {'PATH': os.environ['PATH'].replace(f'{fake_nvidia_smi}:', '')}
+    no_nvidia.pop('CUDA_VISIBLE_DEVICES', None)
+    here = subprocess.run(look, cwd=ROOT, env=no_nvidia, capture_output=True, text=True)
+    precision = hardware.pick_precision('auto', torch.device('cpu'))
+    assert (here.returncode, here.stdout) == (0, f'torch {torch.__version__} sees no GPU here: --device auto trains on '
+                                                 f'the CPU ({platform.processor() or platform.machine()}), in {precision}\n')
+    hidden = subprocess.run(look, cwd=ROOT, env=os.environ | {'CUDA_VISIBLE_DEVICES': ''}, capture_output=True, text=True)
+    assert (hidden.returncode, hidden.stdout) == (1, '') and hidden.stderr == \
+        '--device auto: this machine has Tesla T4, but CUDA_VISIBLE_DEVICES=\'\' hides every GPU from this process; ' \
+        '--device cpu trains on the CPU instead\n'

@@ -12,10 +12,9 @@ import pytest
 
 from bookkeeping import runs
 from bookkeeping import study
-import test_study
 import train
 from bookkeeping import flags
-from conftest import A_RUN, MAKE, ROOT, snapshot, write_run
+from conftest import A_RUN, MAKE, ROOT, project_copy, snapshot, write_run
 
 STUDY = study.load()
 
@@ -194,7 +193,7 @@ def test_a_diverged_run_ends_and_the_study_goes_on(cifar_root, tmp_path):
     """Three tiny runs in a row, the first of which diverges (the lr sweep, its lr 0.1 made 1e12 in the
     study.toml of a copy of the project), with no -k: the other two still run and finish, make exits 0, the end of
     its output names the diverged run, and make status shows it diverged."""
-    make = test_study.project_copy(tmp_path / 'project')
+    make = project_copy(tmp_path / 'project')
     path = tmp_path / 'project' / 'study.toml'
     path.write_text(path.read_text().replace('flags = { lr = 0.1 }', 'flags = { lr = 1e12 }'))
     runs_dir = tmp_path / 'runs'
@@ -233,7 +232,7 @@ def test_a_python_of_your_own_makes_no_venv_and_is_checked_for_what_each_target_
     target does not run."""
     shown = subprocess.run(['make', '-n', '-C', ROOT, 'test', f'PY={sys.executable}'], capture_output=True, text=True,
                            check=True).stdout
-    assert '-m venv' not in shown and 'pip install' not in shown and f'{sys.executable} -m bookkeeping.environment torch torchvision pytest matplotlib' in shown
+    assert '-m venv' not in shown and 'pip install' not in shown and f'{sys.executable} -m bookkeeping.environment torch torchvision pytest matplotlib nbclient ipykernel' in shown
     bare = tmp_path / 'bare'
     subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(bare)], check=True)  # a Python with nothing
     made = subprocess.run(['make', '-s', '-C', ROOT, 'figures', f'PY={bare}/bin/python', f'RUNS={tmp_path}'],

@@ -27,7 +27,7 @@ import data
 from runner import slurm
 import test_makefile
 import test_study
-from conftest import A_RUN, MAKE, ROOT, metrics, train_py, without_seconds, write_run
+from conftest import A_RUN, MAKE, ROOT, metrics, project_copy, train_py, without_seconds, write_run
 
 DAEMONS = ('munged', 'mungekey', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scontrol', 'scancel', 'sinfo')
 PATH = os.environ.get('PATH', '') + ':/usr/sbin:/sbin'
@@ -256,7 +256,7 @@ def test_an_experiment_added_to_study_toml_is_submitted_as_the_others_are(cluste
     """The README's worked example, one edit in a copy of the project, submitted to the cluster:
     an array of its two runs, each of which ends."""
     project = tmp_path / 'project'
-    make = test_study.project_copy(project)
+    make = project_copy(project)
     test_study.with_momentum(project)
     os.symlink(os.path.join(ROOT, '.venv'), project / '.venv')  # the venv, as on a cluster's shared file system
     runs_dir = tmp_path / 'runs'

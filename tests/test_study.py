@@ -16,7 +16,7 @@ from bookkeeping import study
 import train
 from bookkeeping import flags
 from runner import checks
-from conftest import A_RUN, MAKE, ROOT, write_run
+from conftest import A_RUN, MAKE, ROOT, project_copy, write_run
 
 STUDY = study.load()
 
@@ -139,13 +139,6 @@ def test_two_settings_share_a_folder_only_in_two_experiments(tmp_path):
     assert str(error.value) == f"{path}: experiment 'a': two settings in folder 'f'"
     path.write_text(experiment('a', 'one') + experiment('b', 'two'))
     assert [s.key for s in study.load(path).settings()] == ['a/f', 'b/f']
-
-
-def project_copy(folder):
-    """The project's files in `folder`, to be edited by a test, and make's command line for it."""
-    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns('.git', '.venv', 'data', 'runs', 'runs-*', 'figures',
-                                                                '.gpus', '__pycache__', '.pytest_cache'))
-    return [*MAKE[:MAKE.index('-C')], '-C', str(folder), *MAKE[MAKE.index('-C') + 2:]]
 
 
 def test_make_with_a_broken_study_file_stops_with_its_line(tmp_path):
