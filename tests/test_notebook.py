@@ -18,8 +18,6 @@ import nbformat
 
 from conftest import A_RUN, ROOT, make_cifar, project_copy
 
-pytestmark = pytest.mark.slow
-
 NOTEBOOK = os.path.join(ROOT, 'docs', 'colab.ipynb')
 TINY = '--train-subset 40 --eval-subset 20'
 PARAMETERS = {'EXPERIMENT': 'schedule', 'TRY': f'--epochs 1 {TINY}', 'ARGS': f'--epochs 5 {TINY}'}
@@ -65,6 +63,7 @@ def killed_after_an_epoch(client, runs, done):
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr')  # ResNet-18 runs, and one of them cosine
 def test_the_notebook_runs_an_experiment_and_after_a_disconnect_continues_it(tmp_path):
     repo = a_git_repository_of_this_project(tmp_path / 'resnet18-cifar10')
@@ -109,3 +108,19 @@ def test_the_notebook_runs_an_experiment_and_after_a_disconnect_continues_it(tmp
     shown = [output for output in the_cell(notebook, 'report.py').outputs if output.output_type == 'display_data']
     assert 'Table 3' in shown[0].data['text/markdown'] and all('image/png' in output.data for output in shown[1:])
     assert len(shown) == 1 + len(list((project / 'figures').glob('figure*.png'))) >= 4
+
+
+def test_a_repository_that_cannot_be_cloned_stops_the_notebook_there_with_git_s_reason(tmp_path):
+    """A wrong REPO: the cell that clones prints git's reason and stops the notebook, as `set -e`
+    would, with one line and no traceback of ours; no later cell runs."""
+    notebook = with_parameters(REPO=str(tmp_path / 'nowhere.git'), **PARAMETERS)
+    client = nbclient.NotebookClient(notebook, timeout=60, resources={'metadata': {'path': str(tmp_path)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError):
+        client.execute()
+    clone = the_cell(notebook, 'git clone')
+    error, = [output for output in clone.outputs if output.output_type == 'error']
+    assert (error.ename, error.evalue) == ('SystemExit', 'exit status 128: the lines above say why')
+    assert f"$ git clone {tmp_path / 'nowhere.git'} nowhere\nfatal: repository '{tmp_path / 'nowhere.git'}' does not exist" \
+        in printed([clone])
+    after = notebook.cells[notebook.cells.index(clone) + 1:]
+    assert all(not cell.get('outputs') for cell in after) and not (tmp_path / 'nowhere').exists()
