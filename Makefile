@@ -39,9 +39,11 @@ EXPERIMENTS :=
 # The Python every target runs: .venv's, made the first time from requirements.txt at the versions
 # of requirements.lock; or yours, make test PY=/path/to/python (Colab's, Kaggle's, a conda
 # environment's, a cluster module's), which makes no .venv: before a target runs, it is checked for
-# what the target needs (NEEDS), and what it lacks is one line (bookkeeping/environment.py).
+# what the target needs (NEEDS), and what it lacks is one line (bookkeeping/environment.py); it also
+# reads study.toml (PYTHON).
 ifeq ($(origin PY),command line)
 READY := python-checked
+PYTHON := $(PY)
 else
 PY := $(VENV)/bin/python
 READY := $(VENV)/installed
@@ -168,8 +170,9 @@ $(EXPERIMENTS) study:
 	@$(if $(filter $@,$(MAKECMDGOALS)),$(PY) -m runner.checks ended $(FOLDERS_$@))
 else
 # With SLURM, a target submits its unfinished runs as one Slurm job array instead, a task per run,
-# each of which runs its run through make, on a GPU of the cluster's (runner/slurm.py).
+# each of which runs its run through make, on a GPU of the cluster's (runner/slurm.py), with the
+# Python that PY= names, if it was given (a cluster module's torch): else with .venv's.
 $(EXPERIMENTS) study: | $(READY)
 	$(PY) -m runner.slurm --sbatch='$(SLURM)' --name $@ --runs '$(RUNS)' --make 'RUNS=$(RUNS)' --make 'SEEDS=$(SEEDS)' \
-		--make 'ARGS=$(ARGS)' $(if $(FORCE),--make FORCE=1 $(addprefix --start-over ,$(filter $(FOLDERS_$@),$(STALE)))) $(FOLDERS_$@)
+		--make 'ARGS=$(ARGS)' $(if $(filter command line,$(origin PY)),--make 'PY=$(PY)') $(if $(FORCE),--make FORCE=1 $(addprefix --start-over ,$(filter $(FOLDERS_$@),$(STALE)))) $(FOLDERS_$@)
 endif

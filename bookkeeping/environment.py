@@ -43,7 +43,7 @@ def main(argv=None):
     missing = lacking(needs)
     if missing:
         print(f'{sys.executable} lacks what this target needs: {", ".join(missing)}. Install them '
-              f'(pip install {" ".join(m.split(" (")[0].replace(" or later", "").replace(" ", ">=") for m in missing)}), '
+              f'(pip install {" ".join(repr(m.split(" (")[0].replace(" or later", "").replace(" ", ">=")) for m in missing)}), '
               f'or leave PY= out to use .venv', file=sys.stderr)
         return 1
     return 0

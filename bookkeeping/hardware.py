@@ -20,6 +20,7 @@ precision it would only emulate is slower than fp32. On 2 cores of an Intel Xeon
 2.14.1, one epoch of `train.py --epochs 1 --train-subset 2048 --eval-subset 1000` trained in
 11.4 s in bf16 and 33.2 s in fp32 (docs/hardware.md has the command and more).
 """
+import argparse
 import os
 import platform
 import re
@@ -49,10 +50,12 @@ MEMORY_FORMAT = torch.channels_last
 def pick_device(name):
     """The torch.device that --device names: auto is the GPU when torch sees one, and the CPU on a
     machine without an NVIDIA GPU. A machine that has one that torch cannot use is an error, not a
-    run on the CPU that would take weeks: why_no_gpu says why, and --device cpu runs there anyway."""
+    run on the CPU that would take weeks: why_no_gpu says why, and --device cpu runs there anyway.
+    So is a GPU that this torch build has no code for (has_code_for), which would fail at its first
+    convolution."""
     if name == 'auto':
         if torch.cuda.is_available():
-            return torch.device('cuda')
+            return with_code_for(torch.device('cuda'), name)
         why = why_no_gpu(nvidia_gpus(), torch.version.cuda, driver_cuda(), os.environ)
         if why:
             raise ValueError(f'--device auto: {why}; --device cpu trains on the CPU instead')
@@ -69,7 +72,35 @@ def pick_device(name):
     if device.type == 'cuda' and device.index is not None and device.index >= count:
         raise ValueError(f'--device {name}: this machine has {count} CUDA GPU{"s" * (count > 1)}, '
                          f'cuda:0 to cuda:{count - 1}')
-    return device
+    return with_code_for(device, name) if device.type == 'cuda' else device
+
+
+def has_code_for(capability, arch_list):
+    """Whether a torch build whose torch.cuda.get_arch_list() is `arch_list` has code for a card of
+    this compute capability, (major, minor). Code compiled for sm_XY runs on the cards of major X
+    from minor Y up; PTX, compute_XY, is compiled by the driver for any card from X.Y up. Builds
+    for CUDA 12.8 and later leave out the cards below 7.5: the P100 (6.0), the V100 (7.0)."""
+    for arch in arch_list:
+        found = re.fullmatch(r'(sm|compute)_(\d+)(\d)[a-z]?', arch)
+        if found:
+            built = int(found.group(2)), int(found.group(3))
+            if (found.group(1) == 'sm' and built[0] == capability[0] and built[1] <= capability[1]) or \
+                    (found.group(1) == 'compute' and built <= capability):
+                return True
+    return False
+
+
+def with_code_for(device, name):
+    """The CUDA device, if this torch build has code for it; else ValueError, saying which card,
+    which ones the build has code for, and what to do. (ROCm's names are not CUDA's: not checked.)"""
+    capability = torch.cuda.get_device_capability(device)
+    arch_list = torch.cuda.get_arch_list()
+    if torch.version.hip or has_code_for(capability, arch_list):
+        return device
+    card = f'{torch.cuda.get_device_name(device)} (compute capability {capability[0]}.{capability[1]})'
+    raise ValueError(f'--device {name}: this torch ({torch.__version__}) has no code for the {card}, only for '
+                     f'{", ".join(arch_list)}: install a torch whose torch.cuda.get_arch_list() has '
+                     f'sm_{capability[0]}{capability[1]} (a build for an older CUDA; pytorch.org), or use --device cpu')
 
 
 def nvidia_gpus():
@@ -244,20 +275,28 @@ def describe(device):
             'cuda_visible_devices': os.environ.get('CUDA_VISIBLE_DEVICES'), 'host': socket.gethostname()}
 
 
-def main():
-    """python -m bookkeeping.hardware: where --device auto trains on this machine, and in which
-    precision auto computes there; or, on a machine with a GPU that torch cannot use, why, in one
-    line and exit status 1. The notebook's first look at a Colab or Kaggle runtime (docs/colab.ipynb)."""
+def main(argv=None):
+    """python -m bookkeeping.hardware [--gpu]: where --device auto trains on this machine, and in
+    which precision auto computes there; or, on a machine with a GPU that torch cannot use, why, in
+    one line and exit status 1. With --gpu, a machine where torch sees no GPU is that too: the
+    notebook's first look at a Colab or Kaggle runtime, where the CPU would take days (docs/colab.ipynb)."""
+    parser = argparse.ArgumentParser(prog='python -m bookkeeping.hardware',
+                                     description='Where --device auto trains here, and in which precision.')
+    parser.add_argument('--gpu', action='store_true', help='stop, exit status 1, where torch sees no GPU')
+    args = parser.parse_args(argv)
     try:
         device = pick_device('auto')
     except ValueError as e:
         sys.exit(str(e))
-    seen = describe(device)
     if device.type == 'cuda':
         count = torch.cuda.device_count()
+        seen = describe(device)
         sees, card = f'{count} GPU{"s" * (count > 1)}', f'{seen["device_name"]} (compute capability {seen["compute_capability"]})'
+    elif args.gpu:
+        sys.exit(f'torch {torch.__version__} sees no GPU here: on Colab, choose Runtime › Change runtime type › '
+                 f'T4 GPU; on Kaggle, Settings › Accelerator › a GPU; then run again')
     else:
-        sees, card = 'no GPU', f'the CPU ({seen["device_name"]})'
+        sees, card = 'no GPU', f'the CPU ({os.cpu_count()} cores)'
     print(f'torch {torch.__version__} sees {sees} here: --device auto trains on {card}, in '
           f'{pick_precision("auto", device)}')
 

@@ -2,7 +2,6 @@
 one-line refusals of a device or a precision the machine lacks; and what config.json records. No
 GPU is needed: torch's query functions answer as each card would."""
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -19,8 +18,15 @@ CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'),
          ('NVIDIA A100-SXM4-40GB', (8, 0), 'bf16'), ('NVIDIA H100 80GB HBM3', (9, 0), 'bf16'), ('NVIDIA H200', (9, 0), 'bf16')]
 
 
-def simulate_gpus(monkeypatch, name, capability, count=1, hip=None):
+# What torch.cuda.get_arch_list() says of pytorch.org's builds: for CUDA 12.6, and for CUDA 13.0
+# (torch 2.14.1+cu130, on this machine).
+FOR_CUDA_12_6 = ['sm_50', 'sm_60', 'sm_70', 'sm_75', 'sm_80', 'sm_86', 'sm_90']
+FOR_CUDA_13_0 = ['sm_75', 'sm_80', 'sm_86', 'sm_90', 'sm_100', 'sm_120']
+
+
+def simulate_gpus(monkeypatch, name, capability, count=1, hip=None, arch_list=FOR_CUDA_12_6):
     """Make torch answer as a machine with `count` of this card would: its query functions only."""
+    monkeypatch.setattr(torch.cuda, 'get_arch_list', lambda: arch_list)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: count)
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
@@ -159,7 +165,8 @@ def test_gpu_locks_are_per_machine_as_well_as_per_number(tmp_path, monkeypatch):
 
 def test_the_notebook_s_look_at_the_machine_says_where_and_in_what_auto_trains(fake_nvidia_smi):
     """python -m bookkeeping.hardware, the notebook's first look at a runtime. Without NVIDIA
-    hardware: the CPU, in the precision pick_precision gives it. With a T4 that torch cannot use
+    hardware: the CPU, in the precision pick_precision gives it; with --gpu, as on Colab or Kaggle,
+    a line that says how to get one, and exit status 1. With a T4 that torch cannot use
     (CUDA_VISIBLE_DEVICES empty): pick_device's one line, and exit status 1."""
     look = [sys.executable, '-m', 'bookkeeping.hardware']
     no_nvidia = os.environ | {'PATH': os.environ['PATH'].replace(f'{fake_nvidia_smi}:', '')}
@@ -167,8 +174,40 @@ def test_the_notebook_s_look_at_the_machine_says_where_and_in_what_auto_trains(f
     here = subprocess.run(look, cwd=ROOT, env=no_nvidia, capture_output=True, text=True)
     precision = hardware.pick_precision('auto', torch.device('cpu'))
     assert (here.returncode, here.stdout) == (0, f'torch {torch.__version__} sees no GPU here: --device auto trains on '
-                                                 f'the CPU ({platform.processor() or platform.machine()}), in {precision}\n')
+                                                 f'the CPU ({os.cpu_count()} cores), in {precision}\n')
+    hosted = subprocess.run([*look, '--gpu'], cwd=ROOT, env=no_nvidia, capture_output=True, text=True)
+    assert (hosted.returncode, hosted.stdout) == (1, '') and hosted.stderr.startswith(
+        f'torch {torch.__version__} sees no GPU here: on Colab, choose Runtime › Change runtime type › T4 GPU;')
     hidden = subprocess.run(look, cwd=ROOT, env=os.environ | {'CUDA_VISIBLE_DEVICES': ''}, capture_output=True, text=True)
     assert (hidden.returncode, hidden.stdout) == (1, '') and hidden.stderr == \
         '--device auto: this machine has Tesla T4, but CUDA_VISIBLE_DEVICES=\'\' hides every GPU from this process; ' \
         '--device cpu trains on the CPU instead\n'
+
+
+@pytest.mark.parametrize('capability, arch_list, has', [
+    ((6, 0), FOR_CUDA_12_6, True), ((6, 0), FOR_CUDA_13_0, False),   # the P100
+    ((7, 0), FOR_CUDA_13_0, False), ((7, 5), FOR_CUDA_13_0, True),   # the V100, the T4
+    ((8, 9), FOR_CUDA_13_0, True),    # the L4: sm_86's code runs on 8.6 and up within major 8
+    ((10, 3), FOR_CUDA_12_6, False),  # no sm_10x, and no PTX to compile for it
+    ((10, 3), ['sm_80', 'sm_90', 'compute_90'], True),  # compute_90, PTX: the driver compiles it for 9.0 and up
+    ((8, 0), ['sm_90a', 'compute_90a'], False), ((9, 0), ['sm_90a'], True),
+])
+def test_a_build_has_code_for_a_card_of_its_major_from_its_minor_up_or_from_its_ptx(capability, arch_list, has):
+    assert hardware.has_code_for(capability, arch_list) is has
+
+
+def test_a_gpu_this_torch_has_no_code_for_is_one_line_not_a_crash_at_the_first_convolution(capsys, monkeypatch,
+                                                                                          cifar_root, tmp_path):
+    """Kaggle's P100 under a torch built for CUDA 13.0: train.py stops before it writes anything,
+    saying which card, what the build has code for, and what to do. The same build on a T4 runs."""
+    simulate_gpus(monkeypatch, 'Tesla P100-PCIE-16GB', (6, 0), arch_list=FOR_CUDA_13_0)
+    out = tmp_path / 'never'
+    err = one_line_error(capsys, ['--data-dir', cifar_root, '--out', str(out), '--epochs', '1'])
+    assert err == (f'train.py: error: --device auto: this torch ({torch.__version__}) has no code for the Tesla '
+                   f'P100-PCIE-16GB (compute capability 6.0), only for sm_75, sm_80, sm_86, sm_90, sm_100, sm_120: '
+                   f"install a torch whose torch.cuda.get_arch_list() has sm_60 (a build for an older CUDA; "
+                   f'pytorch.org), or use --device cpu (see --help)') and not out.exists()
+    with pytest.raises(ValueError, match='--device cuda:0: this torch .* has no code for the Tesla P100'):
+        hardware.pick_device('cuda:0')
+    simulate_gpus(monkeypatch, 'Tesla T4', (7, 5), arch_list=FOR_CUDA_13_0)
+    assert hardware.pick_device('auto') == torch.device('cuda')

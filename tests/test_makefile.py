@@ -229,7 +229,7 @@ def test_a_damaged_run_is_named_and_left_alone_and_the_others_run(tmp_path):
 def test_a_python_of_your_own_makes_no_venv_and_is_checked_for_what_each_target_needs(tmp_path):
     """make ... PY=/path/to/python: no .venv is planned; before the target, that Python is checked for
     the packages the target needs, from the supported floor; what it lacks is one line, and the
-    target does not run."""
+    target does not run. make reads study.toml with it too, not with the python3 on the PATH."""
     shown = subprocess.run(['make', '-n', '-C', ROOT, 'test', f'PY={sys.executable}'], capture_output=True, text=True,
                            check=True).stdout
     assert '-m venv' not in shown and 'pip install' not in shown and f'{sys.executable} -m bookkeeping.environment torch torchvision pytest matplotlib nbclient ipykernel' in shown
@@ -239,8 +239,15 @@ def test_a_python_of_your_own_makes_no_venv_and_is_checked_for_what_each_target_
                           capture_output=True, text=True)
     assert made.returncode != 0 and 'report.py' not in made.stdout
     assert made.stderr.splitlines()[0] == f'{bare}/bin/python lacks what this target needs: torch 2.9.1 or later, ' \
-                                          f'matplotlib 3.6 or later. Install them (pip install torch>=2.9.1 ' \
-                                          f'matplotlib>=3.6), or leave PY= out to use .venv'
+                                          f"matplotlib 3.6 or later. Install them (pip install 'torch>=2.9.1' " \
+                                          f"'matplotlib>=3.6'), or leave PY= out to use .venv"
+    no_python3 = tmp_path / 'bin'  # a python3 on the PATH too old to read study.toml, say: PY= reads it
+    no_python3.mkdir()
+    (no_python3 / 'python3').write_text('#!/bin/sh\nexit 1\n')
+    (no_python3 / 'python3').chmod(0o755)
+    planned = subprocess.run(['make', '-n', '-C', ROOT, 'lr-sweep', f'PY={sys.executable}', f'RUNS={tmp_path}/runs'],
+                             env=os.environ | {'PATH': f'{no_python3}:{os.environ["PATH"]}'}, capture_output=True, text=True)
+    assert planned.returncode == 0 and planned.stdout.count('train.py') == 3, planned.stderr
 
 
 def test_the_floor_is_read_from_the_installed_versions(monkeypatch):

@@ -254,11 +254,11 @@ def test_a_task_whose_run_cannot_start_on_its_node_fails_once_and_is_not_requeue
 @on_a_cluster
 def test_an_experiment_added_to_study_toml_is_submitted_as_the_others_are(cluster, cifar_root, tmp_path):
     """The README's worked example, one edit in a copy of the project, submitted to the cluster:
-    an array of its two runs, each of which ends."""
+    an array of its two runs, each of which ends. The copy has no .venv: each task's make runs with
+    the Python that make's PY= named, as on a cluster whose torch is a module, and builds none."""
     project = tmp_path / 'project'
     make = project_copy(project)
     test_study.with_momentum(project)
-    os.symlink(os.path.join(ROOT, '.venv'), project / '.venv')  # the venv, as on a cluster's shared file system
     runs_dir = tmp_path / 'runs'
     args = f'ARGS=--epochs 1 --train-subset 20 --eval-subset 10 --device cpu --data-dir {cifar_root}'
     submitted = subprocess.run([*make, 'momentum', f'RUNS={runs_dir}', args, 'SLURM=--time=30'], env=cluster,
@@ -269,6 +269,7 @@ def test_an_experiment_added_to_study_toml_is_submitted_as_the_others_are(cluste
     for folder in ('m0.9', 'm0'):
         log = (runs_dir / 'momentum' / folder / 'seed0' / 'slurm.log').read_text()
         assert (runs_dir / 'momentum' / folder / 'seed0' / 'summary.json').exists() and 'make ended with status 0' in log, log
+    assert not (project / '.venv').exists()
 
 
 @pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr', 'welch')
