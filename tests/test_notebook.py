@@ -1,9 +1,9 @@
 """docs/colab.ipynb, run as Colab runs it: cell after cell in a Jupyter kernel (nbclient), here off
-Colab, where its first cell keeps the project in the kernel's folder instead of on Google Drive, and
-clones it from a git repository of this working tree. The experiment is schedule (constant against cosine) at the tests'
-scale, on the tiny data set. Then what a disconnect does: the kernel, and every process it started,
-killed in the middle of a run; the notebook, run again from the top, continues that run from its
-checkpoint and leaves the finished ones be."""
+Colab, in a folder of the test's own (WHERE) instead of on Google Drive, cloning the project from a
+git repository of this working tree. The experiment is schedule (constant against cosine) at the
+tests' scale, on the tiny data set. On the way, what a student does: the stop button in the middle
+of a run, and the cell run again; then what a disconnect does: the kernel, and every process it
+started, killed in the middle of a run, and the notebook run again from the top."""
 import json
 import os
 import signal
@@ -15,7 +15,9 @@ import pytest
 
 nbclient = pytest.importorskip('nbclient', reason='make test installs nbclient and ipykernel, to run the notebook')
 import nbformat
+import psutil  # ipykernel's own
 
+from bookkeeping import locks, runs
 from conftest import A_RUN, ROOT, make_cifar, project_copy
 
 NOTEBOOK = os.path.join(ROOT, 'docs', 'colab.ipynb')
@@ -50,59 +52,88 @@ def a_git_repository_of_this_project(folder):
     return str(folder)
 
 
-def killed_after_an_epoch(client, runs, done):
-    """Once a run under `runs` has finished an epoch, kill the kernel's process group, the kernel
-    and the make and train.py it started, as a Colab machine that goes away would. Sets `done` to
-    that run's folder and its metrics then."""
-    while not done:
-        for metrics in runs.glob('*/seed0/metrics.jsonl'):
-            if metrics.read_text():
-                os.killpg(client.km.provisioner.process.pid, signal.SIGKILL)
-                done.update(run=metrics.parent, metrics=metrics.read_text())
-                return
+def next_run_with_an_epoch(experiment, but, deadline):
+    """The folder of the first run under `experiment`, other than those in `but`, that has finished an epoch."""
+    while time.monotonic() < deadline:
+        for metrics in experiment.glob('*/seed0/metrics.jsonl'):
+            if metrics.parent not in but and metrics.read_text():
+                return metrics.parent
         time.sleep(0.02)
+    raise TimeoutError(f'no run under {experiment} finished an epoch')
+
+
+def stop_then_disconnect(client, experiment, seen):
+    """Once a run of the experiment has finished an epoch, press the stop button: SIGINT to the
+    kernel, as Jupyter's interrupt sends it. Once another run has, kill the kernel and every process
+    it started, as a Colab machine that goes away would. Records which run met each, in `seen`."""
+    kernel = psutil.Process(client.km.provisioner.process.pid)
+    deadline = time.monotonic() + 240
+    seen['stopped'] = next_run_with_an_epoch(experiment, (), deadline)
+    kernel.send_signal(signal.SIGINT)
+    seen['killed'] = next_run_with_an_epoch(experiment, (seen['stopped'],), deadline)
+    for process in [kernel, *kernel.children(recursive=True)]:  # make and its run, in sessions of their own
+        process.kill()
+
+
+def a_free_run(folder):
+    """Whether no process holds the run in `folder`: it was stopped, not left training."""
+    lock = locks.acquire(os.path.join(folder, runs.LOCK))
+    locks.release(lock)
+    return lock is not None
+
+
+def epochs(run):
+    """The lines of the run's metrics.jsonl."""
+    return (run / 'metrics.jsonl').read_text().splitlines()
 
 
 @pytest.mark.slow
 @pytest.mark.exercise(*A_RUN, 'BasicBlock.forward', 'cosine_lr')  # ResNet-18 runs, and one of them cosine
-def test_the_notebook_runs_an_experiment_and_after_a_disconnect_continues_it(tmp_path):
+def test_the_notebook_runs_an_experiment_stopped_and_disconnected_and_continues_it(tmp_path):
     repo = a_git_repository_of_this_project(tmp_path / 'resnet18-cifar10')
-    here = tmp_path / 'kernel'  # where the kernel starts: Drive's place, off Colab
-    here.mkdir()
-    project, runs = here / 'resnet18-cifar10', here / 'resnet18-cifar10' / 'runs' / 'schedule'
+    here = tmp_path / 'drive'  # what Google Drive is on Colab
+    project = here / 'resnet18-cifar10'
+    experiment = project / 'runs' / 'schedule'
 
-    # Top to bottom, until the kernel is killed in the middle of the experiment's first run.
-    notebook = with_parameters(REPO=repo, **PARAMETERS)
-    client = nbclient.NotebookClient(notebook, timeout=300, resources={'metadata': {'path': str(here)}})
-    killed = {}
+    # Top to bottom; the stop button in the middle of the experiment's first run, and its cell run
+    # again; then the kernel killed in the middle of its second.
+    notebook = with_parameters(REPO=repo, WHERE=str(here), **PARAMETERS)
+    client = nbclient.NotebookClient(notebook, timeout=300, resources={'metadata': {'path': str(tmp_path)}})
+    seen, at_stop = {}, None
     with client.setup_kernel():
-        threading.Thread(target=killed_after_an_epoch, args=(client, runs, killed), daemon=True).start()
+        threading.Thread(target=stop_then_disconnect, args=(client, experiment, seen), daemon=True).start()
         with pytest.raises(nbclient.exceptions.DeadKernelError):
             for index, cell in enumerate(notebook.cells):
                 if (project / 'train.py').exists() and not (project / 'data').exists():
                     make_cifar(project / 'data')  # what the next cell would download: no internet here
-                client.execute_cell(cell, index)
+                try:
+                    client.execute_cell(cell, index)
+                except nbclient.exceptions.CellExecutionError as stop:
+                    stopped, at_stop = seen['stopped'], epochs(seen['stopped'])
+                    assert stop.ename == 'KeyboardInterrupt' and 'stopped: ' in printed([cell]), printed([cell])
+                    assert a_free_run(stopped) and not (stopped / 'summary.json').exists()
+                    client.execute_cell(cell, index)  # run again, it continues; the kernel dies in it
+    assert at_stop is not None, 'the stop button did not stop the experiment\'s cell'
     first = printed(notebook.cells)
-    assert f'$ git clone {repo} resnet18-cifar10' in first
-    assert 'sees no GPU here: --device auto trains on the CPU' in first and '| total | 200 |' in first
+    assert f'$ git clone {repo} resnet18-cifar10' in first and '--device auto trains on ' in first
+    assert '| total | 200 |' in first  # Table 1, from data.py
     assert sorted(run.parent.parent.name for run in (project / 'runs-try' / 'schedule').glob('*/seed0/summary.json')) == \
         ['constant', 'cosine']
-    stopped = killed['run']
-    assert (stopped / 'checkpoint.pt').exists() and not (stopped / 'summary.json').exists()
-    epochs_before = killed['metrics'].splitlines()
+    assert f'{stopped.relative_to(project)}: 40 training, 20 validation, 20 test images; ' in first and \
+        f'; epoch {len(at_stop) + 1} of 5' in first  # the stopped run, continued
+    killed, at_kill = seen['killed'], epochs(seen['killed'])
+    assert (killed / 'checkpoint.pt').exists() and not (killed / 'summary.json').exists()
 
     # Run again from the top, as after a disconnect: the same cells, nothing changed.
-    notebook = with_parameters(REPO=repo, **PARAMETERS)
-    nbclient.NotebookClient(notebook, timeout=300, resources={'metadata': {'path': str(here)}}).execute()
+    notebook = with_parameters(REPO=repo, WHERE=str(here), **PARAMETERS)
+    nbclient.NotebookClient(notebook, timeout=300, resources={'metadata': {'path': str(tmp_path)}}).execute()
     again = printed(notebook.cells)
     assert '$ git clone' not in again and 'epoch   1/1' not in again  # neither cloned nor the quick try run again
-    assert f'{stopped.relative_to(project)}: 40 training, 20 validation, 20 test images; cpu' in again
-    assert f'; epoch {len(epochs_before) + 1} of 5' in again  # the run continued from its checkpoint
-    lines = (stopped / 'metrics.jsonl').read_text().splitlines()
-    assert lines[:len(epochs_before)] == epochs_before and [json.loads(line)['epoch'] for line in lines] == \
-        list(range(1, 6))
-    for setting in ('constant', 'cosine'):
-        assert (runs / setting / 'seed0' / 'summary.json').exists()
+    assert f'{killed.relative_to(project)}: 40 training, 20 validation, 20 test images; ' in again and \
+        f'; epoch {len(at_kill) + 1} of 5' in again  # the killed run, continued from its checkpoint
+    for run, before in ((stopped, at_stop), (killed, at_kill)):
+        assert epochs(run)[:len(before)] == before and [json.loads(line)['epoch'] for line in epochs(run)] == \
+            [1, 2, 3, 4, 5] and (run / 'summary.json').exists()
     status = printed([the_cell(notebook, ' status EXP=')])
     assert status.count(' finished ') == 2, status
     shown = [output for output in the_cell(notebook, 'report.py').outputs if output.output_type == 'display_data']
@@ -113,7 +144,7 @@ def test_the_notebook_runs_an_experiment_and_after_a_disconnect_continues_it(tmp
 def test_a_repository_that_cannot_be_cloned_stops_the_notebook_there_with_git_s_reason(tmp_path):
     """A wrong REPO: the cell that clones prints git's reason and stops the notebook, as `set -e`
     would, with one line and no traceback of ours; no later cell runs."""
-    notebook = with_parameters(REPO=str(tmp_path / 'nowhere.git'), **PARAMETERS)
+    notebook = with_parameters(REPO=str(tmp_path / 'nowhere.git'), WHERE=str(tmp_path), **PARAMETERS)
     client = nbclient.NotebookClient(notebook, timeout=60, resources={'metadata': {'path': str(tmp_path)}})
     with pytest.raises(nbclient.exceptions.CellExecutionError):
         client.execute()
@@ -124,3 +155,14 @@ def test_a_repository_that_cannot_be_cloned_stops_the_notebook_there_with_git_s_
         in printed([clone])
     after = notebook.cells[notebook.cells.index(clone) + 1:]
     assert all(not cell.get('outputs') for cell in after) and not (tmp_path / 'nowhere').exists()
+
+
+def test_opened_from_a_copy_of_the_project_it_works_in_that_copy(tmp_path):
+    """docs/colab.ipynb opened where it lies, in a copy of the project (a lab machine's Jupyter):
+    its first cells take that copy, and clone nothing."""
+    project_copy(tmp_path / 'copy')
+    notebook = with_parameters(REPO='https://example.invalid/resnet18-cifar10.git', **PARAMETERS)
+    upto = notebook.cells.index(the_cell(notebook, 'git clone')) + 1
+    notebook.cells = notebook.cells[:upto]
+    nbclient.NotebookClient(notebook, timeout=60, resources={'metadata': {'path': str(tmp_path / 'copy' / 'docs')}}).execute()
+    assert printed(notebook.cells) == f"The project, its data/ and its runs/: {tmp_path / 'copy'}\n"
