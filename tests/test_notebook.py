@@ -4,6 +4,7 @@ git repository of this working tree. The experiment is schedule (constant agains
 tests' scale, on the tiny data set. On the way, what a student does: the stop button in the middle
 of a run, and the cell run again; then what a disconnect does: the kernel, and every process it
 started, killed in the middle of a run, and the notebook run again from the top."""
+import asyncio
 import json
 import os
 import signal
@@ -15,7 +16,6 @@ import pytest
 
 nbclient = pytest.importorskip('nbclient', reason='make test installs nbclient and ipykernel, to run the notebook')
 import nbformat
-import psutil  # ipykernel's own
 
 from bookkeeping import locks, runs
 from conftest import A_RUN, ROOT, make_cifar, project_copy
@@ -63,16 +63,15 @@ def next_run_with_an_epoch(experiment, but, deadline):
 
 
 def stop_then_disconnect(client, experiment, seen):
-    """Once a run of the experiment has finished an epoch, press the stop button: SIGINT to the
-    kernel, as Jupyter's interrupt sends it. Once another run has, kill the kernel and every process
-    it started, as a Colab machine that goes away would. Records which run met each, in `seen`."""
-    kernel = psutil.Process(client.km.provisioner.process.pid)
+    """Once a run of the experiment has finished an epoch, press the stop button: Jupyter's
+    interrupt, SIGINT to the kernel's process group, which holds the commands it runs, as a
+    terminal's Ctrl-C. Once another run has, kill that group, the kernel, make and the run, as a
+    Colab machine that goes away would. Records which run met each, in `seen`."""
     deadline = time.monotonic() + 240
     seen['stopped'] = next_run_with_an_epoch(experiment, (), deadline)
-    kernel.send_signal(signal.SIGINT)
+    asyncio.run(client.km.interrupt_kernel())
     seen['killed'] = next_run_with_an_epoch(experiment, (seen['stopped'],), deadline)
-    for process in [kernel, *kernel.children(recursive=True)]:  # make and its run, in sessions of their own
-        process.kill()
+    os.killpg(client.km.provisioner.process.pid, signal.SIGKILL)  # its group: Jupyter starts a kernel in a session of its own
 
 
 def a_free_run(folder):
