@@ -78,15 +78,22 @@ def pick_device(name):
 def has_code_for(capability, arch_list):
     """Whether a torch build whose torch.cuda.get_arch_list() is `arch_list` has code for a card of
     this compute capability, (major, minor). Code compiled for sm_XY runs on the cards of major X
-    from minor Y up; PTX, compute_XY, is compiled by the driver for any card from X.Y up. Builds
-    for CUDA 12.8 and later leave out the cards below 7.5: the P100 (6.0), the V100 (7.0)."""
+    from minor Y up; PTX, compute_XY, is compiled by the driver for any card from X.Y up; either
+    with an `a` (sm_90a: features of 9.0 alone) runs on X.Y only. Builds for CUDA 12.8 and later
+    leave out the cards below 7.5: the P100 (6.0), the V100 (7.0)."""
     for arch in arch_list:
-        found = re.fullmatch(r'(sm|compute)_(\d+)(\d)[a-z]?', arch)
-        if found:
-            built = int(found.group(2)), int(found.group(3))
-            if (found.group(1) == 'sm' and built[0] == capability[0] and built[1] <= capability[1]) or \
-                    (found.group(1) == 'compute' and built <= capability):
-                return True
+        found = re.fullmatch(r'(sm|compute)_(\d+)(\d)([a-z]?)', arch)
+        if not found:
+            continue
+        kind, built, suffix = found.group(1), (int(found.group(2)), int(found.group(3))), found.group(4)
+        if suffix == 'a':
+            runs = built == capability
+        elif kind == 'sm':
+            runs = built[0] == capability[0] and built[1] <= capability[1]
+        else:
+            runs = built <= capability
+        if runs:
+            return True
     return False
 
 

@@ -190,7 +190,8 @@ def test_the_notebook_s_look_at_the_machine_says_where_and_in_what_auto_trains(f
     ((8, 9), FOR_CUDA_13_0, True),    # the L4: sm_86's code runs on 8.6 and up within major 8
     ((10, 3), FOR_CUDA_12_6, False),  # no sm_10x, and no PTX to compile for it
     ((10, 3), ['sm_80', 'sm_90', 'compute_90'], True),  # compute_90, PTX: the driver compiles it for 9.0 and up
-    ((8, 0), ['sm_90a', 'compute_90a'], False), ((9, 0), ['sm_90a'], True),
+    ((8, 0), ['sm_90a', 'compute_90a'], False), ((9, 0), ['sm_90a'], True), ((9, 0), ['compute_90a'], True),
+    ((10, 3), ['sm_100a'], False), ((10, 3), ['sm_100'], True),  # sm_100a: 10.0's own features, 10.0 alone
 ])
 def test_a_build_has_code_for_a_card_of_its_major_from_its_minor_up_or_from_its_ptx(capability, arch_list, has):
     assert hardware.has_code_for(capability, arch_list) is has
