@@ -39,8 +39,10 @@ EXPERIMENTS :=
 # The Python every target runs: .venv's, made the first time from requirements.txt at the versions
 # of requirements.lock; or yours, make test PY=/path/to/python (Colab's, Kaggle's, a conda
 # environment's, a cluster module's), which makes no .venv: before a target runs, it is checked for
-# what the target needs (NEEDS), and what it lacks is one line (bookkeeping/environment.py); it also
-# reads study.toml (PYTHON).
+# what the target needs (NEEDS, each target's own: make hands them to python-checked), and what it
+# lacks is one line (bookkeeping/environment.py). It also reads study.toml ($(PYTHON), below), and
+# a Slurm job's tasks run with it. Only PY= on make's command line does this: PY in the environment
+# is not read, so that a stray one cannot turn .venv off.
 ifeq ($(origin PY),command line)
 READY := python-checked
 PYTHON := $(PY)
@@ -48,7 +50,7 @@ else
 PY := $(VENV)/bin/python
 READY := $(VENV)/installed
 endif
-NEEDS := torch
+NEEDS := torch numpy
 test test-quick handout grade grade-class autograder: NEEDS += torchvision pytest matplotlib
 test: NEEDS += nbclient ipykernel
 figures tables: NEEDS += matplotlib

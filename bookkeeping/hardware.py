@@ -49,10 +49,10 @@ MEMORY_FORMAT = torch.channels_last
 
 def pick_device(name):
     """The torch.device that --device names: auto is the GPU when torch sees one, and the CPU on a
-    machine without an NVIDIA GPU. A machine that has one that torch cannot use is an error, not a
-    run on the CPU that would take weeks: why_no_gpu says why, and --device cpu runs there anyway.
-    So is a GPU that this torch build has no code for (has_code_for), which would fail at its first
-    convolution."""
+    machine without an NVIDIA GPU. A machine with an NVIDIA GPU that torch does not see is an
+    error, not a run on the CPU that would take weeks: why_no_gpu says why, and --device cpu runs
+    there anyway. So is a GPU that torch sees but this build has no code for (has_code_for), which
+    would fail at its first convolution."""
     if name == 'auto':
         if torch.cuda.is_available():
             return with_code_for(torch.device('cuda'), name)
@@ -75,17 +75,20 @@ def pick_device(name):
     return with_code_for(device, name) if device.type == 'cuda' else device
 
 
+def cuda_target(arch):
+    """An entry of torch.cuda.get_arch_list() as (kind, (major, minor), suffix): 'sm_86' is
+    ('sm', (8, 6), ''), 'compute_90a' ('compute', (9, 0), 'a'); None for what is not one."""
+    found = re.fullmatch(r'(sm|compute)_(\d+)(\d)([a-z]?)', arch)
+    return found and (found.group(1), (int(found.group(2)), int(found.group(3))), found.group(4))
+
+
 def has_code_for(capability, arch_list):
     """Whether a torch build whose torch.cuda.get_arch_list() is `arch_list` has code for a card of
     this compute capability, (major, minor). Code compiled for sm_XY runs on the cards of major X
     from minor Y up; PTX, compute_XY, is compiled by the driver for any card from X.Y up; either
     with an `a` (sm_90a: features of 9.0 alone) runs on X.Y only. Builds for CUDA 12.8 and later
     leave out the cards below 7.5: the P100 (6.0), the V100 (7.0)."""
-    for arch in arch_list:
-        found = re.fullmatch(r'(sm|compute)_(\d+)(\d)([a-z]?)', arch)
-        if not found:
-            continue
-        kind, built, suffix = found.group(1), (int(found.group(2)), int(found.group(3))), found.group(4)
+    for kind, built, suffix in filter(None, map(cuda_target, arch_list)):
         if suffix == 'a':
             runs = built == capability
         elif kind == 'sm':
@@ -98,16 +101,20 @@ def has_code_for(capability, arch_list):
 
 
 def with_code_for(device, name):
-    """The CUDA device, if this torch build has code for it; else ValueError, saying which card,
-    which ones the build has code for, and what to do. (ROCm's names are not CUDA's: not checked.)"""
+    """The CUDA device, if this torch build has code for it (or does not say: an empty arch list);
+    else ValueError, saying which card, what the build has code for, and which build to install:
+    for a card older than the build's, one for an older CUDA; for a newer card, a newer CUDA.
+    (ROCm builds name AMD's targets, gfx90a and the like: not checked here.)"""
     capability = torch.cuda.get_device_capability(device)
     arch_list = torch.cuda.get_arch_list()
-    if torch.version.hip or has_code_for(capability, arch_list):
+    if torch.version.hip or not arch_list or has_code_for(capability, arch_list):
         return device
     card = f'{torch.cuda.get_device_name(device)} (compute capability {capability[0]}.{capability[1]})'
+    newer = all(target[1] < capability for target in filter(None, map(cuda_target, arch_list)))
     raise ValueError(f'--device {name}: this torch ({torch.__version__}) has no code for the {card}, only for '
-                     f'{", ".join(arch_list)}: install a torch whose torch.cuda.get_arch_list() has '
-                     f'sm_{capability[0]}{capability[1]} (a build for an older CUDA; pytorch.org), or use --device cpu')
+                     f'{", ".join(arch_list)}: install a torch built with code for compute capability '
+                     f'{capability[0]}.{capability[1]} (one for a{" newer" if newer else "n older"} CUDA; pytorch.org), '
+                     f'or use --device cpu')
 
 
 def nvidia_gpus():
@@ -285,8 +292,9 @@ def describe(device):
 def main(argv=None):
     """python -m bookkeeping.hardware [--gpu]: where --device auto trains on this machine, and in
     which precision auto computes there; or, on a machine with a GPU that torch cannot use, why, in
-    one line and exit status 1. With --gpu, a machine where torch sees no GPU is that too: the
-    notebook's first look at a Colab or Kaggle runtime, where the CPU would take days (docs/colab.ipynb)."""
+    one line and exit status 1. With --gpu, a machine where torch sees no GPU stops the same way,
+    with a line that says how to get one: the notebook's first look at a Colab or Kaggle runtime,
+    where the CPU would take days (docs/colab.ipynb)."""
     parser = argparse.ArgumentParser(prog='python -m bookkeeping.hardware',
                                      description='Where --device auto trains here, and in which precision.')
     parser.add_argument('--gpu', action='store_true', help='stop, exit status 1, where torch sees no GPU')

@@ -200,15 +200,21 @@ def test_a_build_has_code_for_a_card_of_its_major_from_its_minor_up_or_from_its_
 def test_a_gpu_this_torch_has_no_code_for_is_one_line_not_a_crash_at_the_first_convolution(capsys, monkeypatch,
                                                                                           cifar_root, tmp_path):
     """Kaggle's P100 under a torch built for CUDA 13.0: train.py stops before it writes anything,
-    saying which card, what the build has code for, and what to do. The same build on a T4 runs."""
+    saying which card, what the build has code for, and what to do; for a card newer than the
+    build, a newer CUDA's. The same build on a T4 runs; a build whose arch list is empty is let be."""
     simulate_gpus(monkeypatch, 'Tesla P100-PCIE-16GB', (6, 0), arch_list=FOR_CUDA_13_0)
     out = tmp_path / 'never'
     err = one_line_error(capsys, ['--data-dir', cifar_root, '--out', str(out), '--epochs', '1'])
     assert err == (f'train.py: error: --device auto: this torch ({torch.__version__}) has no code for the Tesla '
                    f'P100-PCIE-16GB (compute capability 6.0), only for sm_75, sm_80, sm_86, sm_90, sm_100, sm_120: '
-                   f"install a torch whose torch.cuda.get_arch_list() has sm_60 (a build for an older CUDA; "
+                   f'install a torch built with code for compute capability 6.0 (one for an older CUDA; '
                    f'pytorch.org), or use --device cpu (see --help)') and not out.exists()
     with pytest.raises(ValueError, match='--device cuda:0: this torch .* has no code for the Tesla P100'):
         hardware.pick_device('cuda:0')
+    simulate_gpus(monkeypatch, 'NVIDIA GeForce RTX 5090', (12, 0), arch_list=FOR_CUDA_12_6)  # a card newer than the build
+    with pytest.raises(ValueError, match=r'compute capability 12.0 \(one for a newer CUDA; pytorch.org\)'):
+        hardware.pick_device('auto')
     simulate_gpus(monkeypatch, 'Tesla T4', (7, 5), arch_list=FOR_CUDA_13_0)
+    assert hardware.pick_device('auto') == torch.device('cuda')
+    simulate_gpus(monkeypatch, 'Tesla P100-PCIE-16GB', (6, 0), arch_list=[])  # a build that does not say: let it try
     assert hardware.pick_device('auto') == torch.device('cuda')

@@ -232,15 +232,15 @@ def test_a_python_of_your_own_makes_no_venv_and_is_checked_for_what_each_target_
     target does not run. make reads study.toml with it too, not with the python3 on the PATH."""
     shown = subprocess.run(['make', '-n', '-C', ROOT, 'test', f'PY={sys.executable}'], capture_output=True, text=True,
                            check=True).stdout
-    assert '-m venv' not in shown and 'pip install' not in shown and f'{sys.executable} -m bookkeeping.environment torch torchvision pytest matplotlib nbclient ipykernel' in shown
+    assert '-m venv' not in shown and 'pip install' not in shown and f'{sys.executable} -m bookkeeping.environment torch numpy torchvision pytest matplotlib nbclient ipykernel' in shown
     bare = tmp_path / 'bare'
     subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(bare)], check=True)  # a Python with nothing
     made = subprocess.run(['make', '-s', '-C', ROOT, 'figures', f'PY={bare}/bin/python', f'RUNS={tmp_path}'],
                           capture_output=True, text=True)
     assert made.returncode != 0 and 'report.py' not in made.stdout
     assert made.stderr.splitlines()[0] == f'{bare}/bin/python lacks what this target needs: torch 2.9.1 or later, ' \
-                                          f"matplotlib 3.6 or later. Install them (pip install 'torch>=2.9.1' " \
-                                          f"'matplotlib>=3.6'), or leave PY= out to use .venv"
+                                          f"numpy 1.24 or later, matplotlib 3.6 or later. Install them (pip install " \
+                                          f"'torch>=2.9.1' 'numpy>=1.24' 'matplotlib>=3.6'), or leave PY= out to use .venv"
     no_python3 = tmp_path / 'bin'  # a python3 on the PATH too old to read study.toml, say: PY= reads it
     no_python3.mkdir()
     (no_python3 / 'python3').write_text('#!/bin/sh\nexit 1\n')
