@@ -171,8 +171,9 @@ def printed(looks, new, the_study, round_number, max_seeds):
 
 
 def run_round(folders, seeds, options, round_number):
-    """Run the run folders of a round to their end. Returns '' if each ended (finished, or
-    diverged), else the line that says which did not, and where to look."""
+    """Run the run folders of a round to their end, with this Python (a Slurm task's too: it builds
+    no .venv of its own). Returns '' if each ended (finished, or diverged), else the line that says
+    which did not, and where to look."""
     if options.sbatch is None:
         made = subprocess.run([options.make, '--no-print-directory', '-C', ROOT, '-o', '.venv/installed',
                                f'PY={sys.executable}', f'RUNS={options.runs}', f'SEEDS={seeds}', f'ARGS={options.args}',
@@ -182,8 +183,8 @@ def run_round(folders, seeds, options, round_number):
     else:  # --wait: sbatch returns when the array has ended, with its highest exit status
         print(f'  one Slurm job array, seeds-round{round_number}, waited for (squeue --name seeds-round{round_number})')
         try:
-            slurm.submit(folders, f'{options.sbatch} --wait', [f'RUNS={options.runs}', f'SEEDS={seeds}',
-                                                               f'ARGS={options.args}'], f'seeds-round{round_number}', options.runs)
+            slurm.submit(folders, f'{options.sbatch} --wait', [f'RUNS={options.runs}', f'SEEDS={seeds}', f'ARGS={options.args}',
+                                                               f'PY={sys.executable}'], f'seeds-round{round_number}', options.runs)
             failure = ''
         except SystemExit as e:  # sbatch refused the job; or, with --wait, a task failed: the run folders say which
             failure = str(e)

@@ -96,16 +96,20 @@ def test_without_gpus_no_run_is_given_a_pool(tmp_path):
     assert all(args.gpu_pool is None for args in planned_runs('study', f'RUNS={tmp_path}').values())
 
 
-def test_with_slurm_a_target_submits_its_runs_instead_of_running_them(tmp_path):
-    """One runner.slurm command, given every run folder of the target and the variables each task needs."""
+@pytest.mark.parametrize('python', [[], [f'PY={sys.executable}']])
+def test_with_slurm_a_target_submits_its_runs_instead_of_running_them(tmp_path, python):
+    """One runner.slurm command, given every run folder of the target and the variables each task
+    needs: PY too where make was given one, so that no task builds a .venv of its own."""
+    alone = {k: v for k, v in os.environ.items() if k not in ('MAKEFLAGS', 'MAKELEVEL', 'MFLAGS')}  # not the tests' make's
     shown = subprocess.run(['make', '-n', '--no-print-directory', '-C', ROOT, 'wd', f'RUNS={tmp_path}', 'SEEDS=0 1', 'ARGS=--epochs 2',
-                            'SLURM=--time=1:00:00 --gres=gpu:1'], capture_output=True, text=True, check=True).stdout
+                            'SLURM=--time=1:00:00 --gres=gpu:1', *python], capture_output=True, text=True, check=True,
+                           env=alone).stdout
     line = next(line for line in shown.replace('\\\n', ' ').splitlines() if 'runner.slurm' in line)
     command = shlex.split(line)
     assert 'train.py' not in shown and command[1:3] == ['-m', 'runner.slurm']
     assert '--sbatch=--time=1:00:00 --gres=gpu:1' in command
     assert [command[i + 1] for i, word in enumerate(command) if word == '--make'] == \
-        [f'RUNS={tmp_path}', 'SEEDS=0 1', 'ARGS=--epochs 2']
+        [f'RUNS={tmp_path}', 'SEEDS=0 1', 'ARGS=--epochs 2', *python]
     assert command[-4:] == [f'{tmp_path}/wd/{s}/seed{n}' for s in ('wd5e-4', 'wd1e-2') for n in (0, 1)]
 
 
