@@ -44,6 +44,9 @@ EXPERIMENTS :=
 # a Slurm job's tasks run with it. Only PY= on make's command line does this: PY in the environment
 # is not read, so that a stray one cannot turn .venv off.
 ifeq ($(origin PY),command line)
+ifeq ($(shell command -v '$(PY)'),)
+$(error PY=$(PY) is not a program here: name a Python, as PY=$$(which python) does)
+endif
 READY := python-checked
 PYTHON := $(PY)
 else
@@ -134,7 +137,7 @@ continue = $(if $(filter $(1),$(STALE)),--force,$(if $(wildcard $(1)/checkpoint.
 # for each setting, which adds NAME to EXPERIMENTS. python3 -m bookkeeping.study prints them.
 $(eval $(shell $(PYTHON) -m bookkeeping.study))
 ifneq ($(.SHELLSTATUS),0)
-$(error study.toml cannot be read as a study (above))
+$(error study.toml was not read: the line above says why)
 endif
 
 FOLDERS_study := $(foreach e,$(EXPERIMENTS),$(FOLDERS_$(e)))

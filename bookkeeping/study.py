@@ -12,10 +12,11 @@ import re
 import sys
 from typing import NamedTuple
 
-try:
-    import tomllib
-except ImportError:  # Python before 3.11: a login node's, say
-    sys.exit('bookkeeping/study.py: error: Python 3.11.4 or later is needed; name one: make PYTHON=/path/to/python3.11')
+if sys.version_info < (3, 11, 4):  # tomllib, and tarfile's extraction filter (data.py): a login node's may be older
+    sys.exit(f'bookkeeping/study.py: error: Python 3.11.4 or later is needed, and {sys.executable} is '
+             f'{".".join(map(str, sys.version_info[:3]))}: name a newer one, make PY=/path/to/python (with its '
+             f'packages) or PYTHON=/path/to/python3.11 (to make .venv with)')
+import tomllib
 
 from bookkeeping import flags
 

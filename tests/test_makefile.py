@@ -3,7 +3,9 @@ a finished run is skipped and an interrupted one resumed, but only if it is the 
 for; and a run that diverged ends as a result, not an error that stops the study."""
 import json
 import os
+import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -252,6 +254,41 @@ def test_a_python_of_your_own_makes_no_venv_and_is_checked_for_what_each_target_
     planned = subprocess.run(['make', '-n', '-C', ROOT, 'lr-sweep', f'PY={sys.executable}', f'RUNS={tmp_path}/runs'],
                              env=os.environ | {'PATH': f'{no_python3}:{os.environ["PATH"]}'}, capture_output=True, text=True)
     assert planned.returncode == 0 and planned.stdout.count('train.py') == 3, planned.stderr
+
+
+def older_python():
+    """A Python older than 3.11.4 on this machine (a login node's, say), or None."""
+    import glob
+    found = [shutil.which(f'python3.{minor}') for minor in (10, 9, 8)] + \
+        sorted(glob.glob(os.path.expanduser('~/.pyenv/versions/3.1[0-9].*/bin/python3')))
+    for python in filter(None, found):
+        version = subprocess.run([python, '-c', 'import sys; print(*sys.version_info[:3])'], capture_output=True,
+                                 text=True).stdout.split()
+        if version and tuple(map(int, version)) < (3, 11, 4):
+            return python
+    return None
+
+
+def test_a_py_that_is_no_program_or_too_old_a_python_is_one_line_and_nothing_runs(tmp_path):
+    """A mistyped PY= is named, not met by make's "No such file or directory" and a word about
+    study.toml; a Python too old to read study.toml (tomllib, 3.11) says which it is and how to
+    name another, PY= included, and make stops there."""
+    wrong = subprocess.run(['make', '-s', '-C', ROOT, 'lr-sweep', f'PY={tmp_path}/no/python', f'RUNS={tmp_path}/runs'],
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and wrong.stdout == '' and not (tmp_path / 'runs').exists()
+    assert [re.sub(r'^Makefile:\d+: ', '', line) for line in wrong.stderr.splitlines()] == [
+        f'*** PY={tmp_path}/no/python is not a program here: name a Python, as PY=$(which python) does.  Stop.']
+    old = older_python()
+    if old is None:
+        pytest.skip('no Python older than 3.11.4 on this machine to try')
+    made = subprocess.run(['make', '-s', '-C', ROOT, 'lr-sweep', f'PY={old}', f'RUNS={tmp_path}/runs'],
+                          capture_output=True, text=True)
+    assert made.returncode == 2 and made.stdout == '' and not (tmp_path / 'runs').exists()
+    said = made.stderr.splitlines()
+    assert said[0].startswith(f'bookkeeping/study.py: error: Python 3.11.4 or later is needed, and {old} is 3.') and \
+        said[0].endswith('name a newer one, make PY=/path/to/python (with its packages) or PYTHON=/path/to/python3.11 '
+                         '(to make .venv with)') and [re.sub(r'^Makefile:\d+: ', '', line) for line in said[1:]] == [
+        '*** study.toml was not read: the line above says why.  Stop.']
 
 
 def test_the_floor_is_read_from_the_installed_versions(monkeypatch):
