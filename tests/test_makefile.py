@@ -245,8 +245,8 @@ def test_a_python_of_your_own_makes_no_venv_and_is_checked_for_what_each_target_
                           capture_output=True, text=True)
     assert made.returncode != 0 and 'report.py' not in made.stdout
     assert made.stderr.splitlines()[0] == f'{bare}/bin/python lacks what this target needs: torch 2.9.1 or later, ' \
-                                          f"numpy 1.24 or later, matplotlib 3.6 or later. Install them (pip install " \
-                                          f"'torch>=2.9.1' 'numpy>=1.24' 'matplotlib>=3.6'), or leave PY= out to use .venv"
+                                          f"numpy 1.24 or later, matplotlib 3.7 or later. Install them (pip install " \
+                                          f"'torch>=2.9.1' 'numpy>=1.24' 'matplotlib>=3.7'), or leave PY= out to use .venv"
     no_python3 = tmp_path / 'bin'  # a python3 on the PATH too old to read study.toml, say: PY= reads it
     no_python3.mkdir()
     (no_python3 / 'python3').write_text('#!/bin/sh\nexit 1\n')

@@ -398,9 +398,10 @@ def test_a_one_column_figure_s_title_fits(study):
     fig = figures.curves(experiment.figure, experiment.title, [(experiment.settings[0].label, found_runs, '')])
     fig.canvas.draw()
     renderer, edges = fig.canvas.get_renderer(), fig.bbox
-    box = next(t for t in fig.texts if t.get_text() == fig.get_suptitle()).get_window_extent(renderer)
+    title = f'Figure {experiment.figure}: {experiment.title}'
+    box = next(t for t in fig.texts if t.get_text() == title).get_window_extent(renderer)
     assert edges.x0 <= box.x0 and box.x1 <= edges.x1 and box.y1 <= edges.y1
-    one_line = fig.text(0, 0, fig.get_suptitle()).get_window_extent(renderer)
+    one_line = fig.text(0, 0, title).get_window_extent(renderer)
     assert one_line.width > edges.width  # unwrapped, it would not have fitted
     plt.close(fig)
 
