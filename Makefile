@@ -4,6 +4,7 @@
 #   make test-quick               the tests without the slow ones: a student's check while rewriting a module
 #   make lr-sweep                 runs/lr-sweep/lr0.1/seed0/, lr0.01/seed0/, lr0.001/seed0/
 #   make -j3 lr-sweep             the same, three runs at once
+#   make lr-sweep PY=$(which python)   the same with that Python's torch (Colab's, conda's, a module's): no .venv
 #   make lr-sweep RUNS=runs-try ARGS='--epochs 1 --train-subset 512 --eval-subset 256'   a try in minutes, in its own folder
 #   make lr-sweep SEEDS='0 1 2'   every setting once per seed
 #   make study                    every experiment of study.toml: the report's seven, 14 runs
@@ -20,7 +21,8 @@
 # with a checkpoint but no summary was interrupted and continues where it stopped (--resume). Both
 # only if the run in the folder was made with the flags asked for: else make names it and stops,
 # and FORCE=1 starts it over. A run that diverged is a result: make goes on with the others.
-# Every target creates the virtual environment from requirements.txt first if it is missing.
+# Every target creates the virtual environment from requirements.txt first if it is missing, unless
+# PY= names the Python to use (make lr-sweep PY=$(which python): Colab's, a conda environment's).
 
 PYTHON ?= python3
 VENV := .venv
@@ -40,8 +42,8 @@ EXPERIMENTS :=
 # of requirements.lock; or yours, make test PY=/path/to/python (Colab's, Kaggle's, a conda
 # environment's, a cluster module's), which makes no .venv: before a target runs, it is checked for
 # what the target needs (NEEDS, each target's own: make hands them to python-checked), and what it
-# lacks is one line (bookkeeping/environment.py). It also reads study.toml ($(PYTHON), below), and
-# a Slurm job's tasks run with it. Only PY= on make's command line does this: PY in the environment
+# lacks is one line (bookkeeping/environment.py). make reads study.toml with it too, and a Slurm
+# job's tasks run with it. (PYTHON is the Python that makes .venv, and reads study.toml without PY=.) Only PY= on make's command line does this: PY in the environment
 # is not read, so that a stray one cannot turn .venv off.
 ifeq ($(origin PY),command line)
 ifeq ($(shell command -v '$(PY)'),)
