@@ -43,8 +43,8 @@ EXPERIMENTS :=
 # environment's, a cluster module's), which makes no .venv: before a target runs, it is checked for
 # what the target needs (NEEDS, each target's own: make hands them to python-checked), and what it
 # lacks is one line (bookkeeping/environment.py). make reads study.toml with it too, and a Slurm
-# job's tasks run with it. (PYTHON is the Python that makes .venv, and reads study.toml without PY=.) Only PY= on make's command line does this: PY in the environment
-# is not read, so that a stray one cannot turn .venv off.
+# job's tasks run with it. Only PY= on make's command line does this: PY in the environment is not
+# read, so that a stray one cannot turn .venv off. (Without PY=, PYTHON makes .venv and reads study.toml.)
 ifeq ($(origin PY),command line)
 ifeq ($(shell command -v '$(PY)'),)
 $(error PY=$(PY) is not a program here: name a Python, as PY=$$(which python) does)

@@ -24,28 +24,29 @@ def as_numbers(version):
     return tuple(int(part) for part in re.findall(r'\d+', version.split('+')[0])[:3])
 
 
+def lacks(package):
+    """What this Python lacks of `package`, as a phrase ('pytest', 'torch 2.9.1 or later (it has
+    2.1.0)'); '' if it has it, from the floor up."""
+    wanted = f'{package} {FLOOR[package]} or later' if package in FLOOR else package
+    try:
+        have = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return wanted
+    return f'{wanted} (it has {have})' if package in FLOOR and as_numbers(have) < as_numbers(FLOOR[package]) else ''
+
+
 def lacking(needs):
-    """What of `needs` (package names) this Python lacks, each as a phrase: 'pytest', 'torch 2.9.1
-    or later (it has 2.1.0)'."""
-    said = []
-    for package in needs:
-        try:
-            have = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            said.append(package if package not in FLOOR else f'{package} {FLOOR[package]} or later')
-            continue
-        if package in FLOOR and as_numbers(have) < as_numbers(FLOOR[package]):
-            said.append(f'{package} {FLOOR[package]} or later (it has {have})')
-    return said
+    """What of `needs` (package names) this Python lacks, each as lacks() says it."""
+    return [said for said in map(lacks, needs) if said]
 
 
 def main(argv=None):
     needs = sys.argv[1:] if argv is None else argv
-    missing = lacking(needs)
+    missing = [package for package in needs if lacks(package)]
     if missing:
-        print(f'{sys.executable} lacks what this target needs: {", ".join(missing)}. Install them '
-              f'(pip install {" ".join(repr(m.split(" (")[0].replace(" or later", "").replace(" ", ">=")) for m in missing)}), '
-              f'or leave PY= out to use .venv', file=sys.stderr)
+        asked = ' '.join(repr(f'{p}>={FLOOR[p]}' if p in FLOOR else p) for p in missing)  # what pip is asked for
+        print(f'{sys.executable} lacks what this target needs: {", ".join(lacking(missing))}. Install them '
+              f'(pip install {asked}), or leave PY= out to use .venv', file=sys.stderr)
         return 1
     return 0
 

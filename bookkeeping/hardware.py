@@ -168,7 +168,6 @@ def why_no_gpu(gpus, torch_cuda, driver, env):
     return f'{card}, but torch (built for CUDA {torch_cuda}) cannot use it: torch.cuda.is_available() is False'
 
 
-
 def take_gpu(pool, wait=2.0, host=None):
     """One GPU of `pool` (['0', '1', ...]) that no other run of this project holds, held until this
     process ends, and the only one it may see (CUDA_VISIBLE_DEVICES). While every GPU of the pool
@@ -314,6 +313,7 @@ def main(argv=None):
         sees, card = 'no GPU', f'the CPU ({os.cpu_count()} cores)'
     print(f'torch {torch.__version__} sees {sees} here: --device auto trains on {card}, in '
           f'{pick_precision("auto", device)}')
+
 
 if __name__ == '__main__':
     main()

@@ -151,15 +151,11 @@ def record(root=HERE):
         if collected.returncode != 0:
             raise SystemExit(f'handout: error: the tests of {root} cannot be collected:\n{collected.stdout}{collected.stderr}')
         tests = [t for t in map(json.loads, open(lines)) if 'collected' in t]
+    hidden = {path: hidden_lines(open(os.path.join(root, path)).read().splitlines()) for path in {t['file'] for t in tests}}
     return {'exercises': [{'number': e.number, 'name': e.name, 'chapter': e.chapter, 'points': points.get(e.name, POINTS)}
                           for e in found],
-            'tests': [{'id': t['collected'], 'exercises': t['exercises'], 'hidden': hidden_at(root, t['file'], t['line'])}
+            'tests': [{'id': t['collected'], 'exercises': t['exercises'], 'hidden': t['line'] in hidden[t['file']]}
                       for t in tests]}
-
-
-def hidden_at(root, path, line):
-    """Whether line `line` (1-based) of the test file `path` is within a hidden block."""
-    return line in hidden_lines(open(os.path.join(root, path)).read().splitlines())
 
 
 def read_points(root):

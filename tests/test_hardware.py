@@ -11,7 +11,7 @@ import torch
 
 from bookkeeping import hardware
 import train
-from conftest import A_RUN, ROOT, TinyNet, one_line_error, snapshot
+from conftest import A_RUN, CUDA, ROOT, TinyNet, one_line_error, snapshot
 
 # What `--precision auto` must pick on the GPUs students have (docs/hardware.md, Precision).
 CARDS = [('Tesla T4', (7, 5), 'fp16'), ('Tesla V100-SXM2-16GB', (7, 0), 'fp16'), ('Tesla P100-PCIE-16GB', (6, 0), 'fp32'),
@@ -162,7 +162,6 @@ def test_gpu_locks_are_per_machine_as_well_as_per_number(tmp_path, monkeypatch):
     hardware.locks.release(held)
 
 
-
 def test_the_notebook_s_look_at_the_machine_says_where_and_in_what_auto_trains(fake_nvidia_smi):
     """python -m bookkeeping.hardware, the notebook's first look at a runtime. Without NVIDIA
     hardware: the CPU, in the precision pick_precision gives it; with --gpu, as on Colab or Kaggle,
@@ -182,6 +181,22 @@ def test_the_notebook_s_look_at_the_machine_says_where_and_in_what_auto_trains(f
     assert (hidden.returncode, hidden.stdout) == (1, '') and hidden.stderr == \
         '--device auto: this machine has Tesla T4, but CUDA_VISIBLE_DEVICES=\'\' hides every GPU from this process; ' \
         '--device cpu trains on the CPU instead\n'
+
+
+@CUDA
+def test_on_a_gpu_the_look_at_the_machine_names_the_card_and_auto_trains_on_it():
+    """On a GPU machine, the real path: this torch has code for the card (with_code_for lets it be),
+    auto is the GPU, and the notebook's look names it and the precision auto computes in there."""
+    device = hardware.pick_device('auto')
+    assert device == torch.device('cuda') and hardware.has_code_for(torch.cuda.get_device_capability(),
+                                                                    torch.cuda.get_arch_list())
+    look = subprocess.run([sys.executable, '-m', 'bookkeeping.hardware', '--gpu'], cwd=ROOT, capture_output=True,
+                          text=True)
+    count, (major, minor) = torch.cuda.device_count(), torch.cuda.get_device_capability()
+    assert (look.returncode, look.stdout) == (0, f'torch {torch.__version__} sees {count} GPU{"s" * (count > 1)} here: '
+                                                 f'--device auto trains on {torch.cuda.get_device_name()} (compute '
+                                                 f'capability {major}.{minor}), in '
+                                                 f'{hardware.pick_precision("auto", device)}\n'), look.stderr
 
 
 @pytest.mark.parametrize('capability, arch_list, has', [
