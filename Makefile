@@ -99,8 +99,9 @@ grade: $(READY)
 	$(PY) -m course.grade $(ARGS)
 
 # A class's submissions in SUBMISSIONS (a folder, .zip or .tar.gz per student, named by id), each graded
-# fenced against the instructor's tests, hidden ones included: the gradebook OUT, and feedback/ beside
-# it (course/classroom.py). -j N grades N at once; TIMEOUT= the seconds a test may run.
+# against the instructor's tests, hidden ones included, its code in a fenced worker apart from them:
+# the gradebook OUT, and feedback/ beside it (course/classroom.py). -j N grades N at once; TIMEOUT=
+# the seconds a test may run.
 grade-class: $(READY)
 	@$(if $(and $(SUBMISSIONS),$(OUT)),,$(error make grade-class SUBMISSIONS=DIR OUT=grades.csv: name both))
 	$(PY) -m course.classroom '$(SUBMISSIONS)' --out '$(OUT)' --jobs='$(filter -j%,$(MAKEFLAGS))' \

@@ -21,7 +21,6 @@ several timed windows of training steps, and as many timed passes of evaluation 
 256 for ours, as train.py evaluates, and of 100 for the plain one). The table gives the median window. A 40k epoch is 40,000 training images and 10,000 validation images.
 """
 import argparse
-import functools
 import statistics
 import time
 
@@ -66,7 +65,7 @@ def bench_ours(device, precision, batch, steps, windows, eval_images, compile_mo
     _, step_model, optimizer, scaler = build(0, 0.01, 0.9, 5e-4, precision, device, compiled=compile_model)
     order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
 
-    autocast = functools.partial(autocast_for, device, precision)
+    autocast = autocast_for(device, precision)
     def window():  # train_one_epoch reads its sums with .item() at the end: the GPU has finished
         batches = training_batches(images, labels, mean, std, batch, order_gen, augment_gen, erase_p=ERASE['p'],
                                    erase_scale=ERASE['scale'], erase_ratio=ERASE['ratio'])

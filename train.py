@@ -11,7 +11,6 @@ the test set is evaluated once, after the last epoch, and its numbers are only r
 says why). The flags are declared in bookkeeping/flags.py; what a run writes and how --resume
 continues it is bookkeeping/runs.py's; the device and the precision, bookkeeping/hardware.py's.
 """
-import functools
 import math
 import signal
 import sys
@@ -22,8 +21,8 @@ import torch.nn.functional as F
 
 from augment import crop_flip, erase, sample_boxes, sample_crops
 from bookkeeping import flags, runs
-from bookkeeping.hardware import (MEMORY_FORMAT, NotNative, autocast_for, fp16_backward_and_step, pick_device,
-                                  pick_precision, set_determinism, start_momentum_at_zero, take_gpu)
+from bookkeeping.hardware import (MEMORY_FORMAT, NotNative, autocast_for, pick_device, pick_precision, set_determinism,
+                                  start_momentum_at_zero, take_gpu)
 from data import DataError, load_splits, normalize
 from model import ResNet18
 from schedule import lr_at
@@ -62,6 +61,8 @@ def build(seed, lr, momentum, wd, precision, device, compiled=False):
     Returns the model; the model compiled (--compile; else the model itself), which shares its
     weights; SGD; and fp16's GradScaler, which is off in the other precisions (bookkeeping/hardware.py)."""
     torch.manual_seed(seed)
+    # Channels-last weights: the convolutions then compute in the layout of the GPU's tensor cores and
+    # the CPU's oneDNN kernels, and each batch is converted once, at the first layer (bookkeeping/hardware.py).
     model = ResNet18().to(device, memory_format=MEMORY_FORMAT)
     # dynamic=False: one compiled graph per batch shape. Otherwise the epoch's smaller last batch
     # makes it recompile for any shape and use those kernels from then on, and a resumed run,
@@ -77,8 +78,12 @@ def build(seed, lr, momentum, wd, precision, device, compiled=False):
 def train_one_epoch(model, optimizer, scaler, batches, autocast):
     """SGD over one epoch's batches, each step lowering the batch's cross-entropy: the mean, over
     its images, of -log(the probability the network's softmax gives the right class). Returns the
-    mean training loss and accuracy, on the augmented images. The forward pass runs in autocast(),
-    the run's precision; in fp16 only, the scaler takes backward and step (bookkeeping/hardware.py).
+    mean training loss and accuracy, on the augmented images.
+
+    The forward pass runs inside `autocast`, the run's precision. The step is torch's AMP recipe:
+    in fp16 the scaler multiplies the loss by a large power of two before backward, so that small
+    gradients do not vanish, divides them again in the step, and skips a step that overflowed; in
+    fp32 and bf16 it is off, and scale, step and update are loss.backward() and optimizer.step().
 
     Loss and correct counts are summed on the device and read once at the end: an .item() per
     step would make the CPU wait for the GPU at every step."""
@@ -89,15 +94,13 @@ def train_one_epoch(model, optimizer, scaler, batches, autocast):
     images = 0
     for x, y in batches:
         # BEGIN SOLUTION
-        with autocast():
-            logits = model(x.contiguous(memory_format=MEMORY_FORMAT))
+        with autocast:
+            logits = model(x)
             loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        if scaler.is_enabled():  # fp16: the loss scaled up before backward, or small gradients vanish
-            fp16_backward_and_step(loss, optimizer, scaler)
-        else:
-            loss.backward()
-            optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         # END SOLUTION
         # The batch's mean loss, back to a sum over its images; left out if it is inf or nan. In fp16
         # the scaler skipped that step, and the run goes on. In fp32 and bf16 the step was taken and
@@ -123,8 +126,8 @@ def evaluate(model, images, labels, mean, std, autocast):
     loss_sum = torch.zeros((), device=images.device)
     predictions = []
     for x, y in zip(images.split(EVAL_BATCH), labels.split(EVAL_BATCH)):
-        with autocast():
-            logits = model(normalize(x, mean, std).contiguous(memory_format=MEMORY_FORMAT))
+        with autocast:
+            logits = model(normalize(x, mean, std))
         loss_sum += F.cross_entropy(logits.float(), y, reduction='sum')
         predictions.append(logits.argmax(dim=1).to(torch.int8))
     predictions = torch.cat(predictions)
@@ -170,7 +173,7 @@ def train(args, device, resume):
     todo = f'epoch {len(history) + 1} of {args.epochs}' if len(history) < args.epochs else 'all epochs done: the test set'
     print(f'{args.out}: {len(train_split.y)} training, {len(val.y)} validation, {len(test.y)} test images; '
           f'{device} {args.precision}; {todo}', flush=True)
-    autocast = functools.partial(autocast_for, device, args.precision)
+    autocast = autocast_for(device, args.precision)  # bf16 or fp16 autocast, or a context that changes nothing
 
     for epoch in range(len(history), args.epochs):
         t0 = time.perf_counter()

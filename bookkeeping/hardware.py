@@ -236,16 +236,6 @@ def pick_precision(precision, device, run=None):
     return precision
 
 
-def fp16_backward_and_step(loss, optimizer, scaler):
-    """fp16's training step, for the loss of a batch: the GradScaler (above) multiplies the loss,
-    and so every gradient, by its scale before backward, divides them again inside the step, skips
-    a step whose gradients overflowed, and then grows or halves the scale. In fp32 and bf16 the
-    step is the textbook's: loss.backward(), optimizer.step() (train.train_one_epoch)."""
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-
-
 def start_momentum_at_zero(optimizer):
     """SGD's velocity v for every weight, set to 0, as plain SGD's first step takes it (v = g).
 

@@ -19,16 +19,18 @@ import sys
 import tempfile
 import zipfile
 
+from bookkeeping import environment
 from course import classroom, fence, grade, handout
 
 SETUP = '''#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder's image: Python, bubblewrap, and
-# the project's requirements in a virtual environment of their own.
+# what grading needs ({needs}), at the versions of requirements.lock, in a virtual environment of
+# their own; not the notebook's packages, which only the project's own tests use.
 set -euo pipefail
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip bubblewrap >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip bubblewrap util-linux >/dev/null
 python3 -m venv /autograder/venv
-/autograder/venv/bin/pip install -q -r /autograder/source/requirements.txt
+/autograder/venv/bin/pip install -q {needs} -c /autograder/source/requirements.lock
 '''
 RUN = '''#!/usr/bin/env bash
 # Gradescope runs this for each submission. AUTOGRADER_ROOT stands in for /autograder off Gradescope,
@@ -44,7 +46,7 @@ def build(out, root=handout.HERE):
     with tempfile.TemporaryDirectory(prefix='autograder-') as tmp:
         source = os.path.join(tmp, 'source')
         handout.make(source, root=root, hidden=True)
-        for name, text in (('setup.sh', SETUP), ('run_autograder', RUN)):
+        for name, text in (('setup.sh', SETUP.format(needs=' '.join(environment.FLOOR))), ('run_autograder', RUN)):
             with open(os.path.join(source, name), 'w') as f:
                 f.write(text)
             os.chmod(os.path.join(source, name), 0o755)
@@ -61,15 +63,18 @@ def build(out, root=handout.HERE):
 def run(autograder_root):
     """Grade the submission in ROOT/submission against ROOT/source; write ROOT/results/results.json."""
     source = os.path.join(autograder_root, 'source')
+    if os.geteuid() == 0:
+        os.chmod(source, 0o700)  # the hidden tests: out of reach of the worker's user, should bubblewrap not work here
     the_record = grade.record_of(source)
     limits = fence.Limits()
     with tempfile.TemporaryDirectory(prefix='autograder-') as tmp:
         clean = os.path.join(tmp, 'source')  # the copy without Gradescope's files, as grade-class uses
         shutil.copytree(source, clean, ignore=shutil.ignore_patterns('setup.sh', 'run_autograder'))
-        probe = os.path.join(tmp, 'probe')
-        os.makedirs(probe)
-        graded = classroom.grade_one('submission', os.path.join(autograder_root, 'submission'), clean, the_record,
-                                     limits, 0, not fence.why_no_bubblewrap(probe), hidden=(source,))
+        sandboxed = not fence.why_no_bubblewrap()
+        cannot = classroom.why_worker_cannot_start(clean, limits, sandboxed)
+        graded = classroom.Graded('submission', [], [f'not graded: the student\'s code cannot run here: {cannot}'], []) \
+            if cannot else classroom.grade_one('submission', os.path.join(autograder_root, 'submission'), clean,
+                                               the_record, limits, 0, sandboxed)
     os.makedirs(os.path.join(autograder_root, 'results'), exist_ok=True)
     with open(os.path.join(autograder_root, 'results', 'results.json'), 'w') as f:
         json.dump(results(graded, the_record, limits), f, indent=1)

@@ -17,6 +17,7 @@ checks, line by line, as data: never code, never a pickle.
 import argparse
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from course import handout
 
 # What a test of the record that did not report says: not in this copy, or the run stopped before it.
 NOT_RUN = 'did not run'
+MAX_OUTCOMES = 64 * 2 ** 20  # bytes of the recorder's file that are read: a line a test, of 2,000 characters at most
 # pytest's options for a grading run: the recorder, the tests that grade, and a test file that does
 # not import (it imports a chapter with a syntax error) costs its own tests only, not every test's.
 PYTEST = ['-q', '-p', 'course.recorder', '-p', 'no:cacheprovider', '--continue-on-collection-errors', '-m', handout.TIERS]
@@ -54,10 +56,14 @@ def outcomes(path):
     one that failed in its setup, call or teardown did not pass, and its message is its first
     failure's. One that its own marks skip on this machine (a CUDA test without a GPU) says nothing
     of the exercise: (None, 'skipped'). Any other skip, which the code under test may have asked
-    for (pytest.skip), did not pass. A line that is not what the recorder writes is ignored."""
+    for (pytest.skip), did not pass. A line that is not what the recorder writes is ignored. Read
+    from a regular file only, MAX_OUTCOMES bytes at most."""
     results, skipped_here = {}, set()
     try:
-        text = open(path, 'rb').read().decode(errors='replace')
+        with open(path, 'rb') as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return {}
+            text = f.read(MAX_OUTCOMES).decode(errors='replace')
     except OSError:
         return {}
     for line in text.splitlines():
@@ -80,11 +86,13 @@ def outcomes(path):
     return results
 
 
-def rows(the_record, results, hidden_ran, not_run=NOT_RUN):
+def rows(the_record, results, hidden_ran, not_run=NOT_RUN, shared_ran=True):
     """A row per exercise of the record: its public and hidden own tests passed out of their totals,
     the tests it shares with other exercises, the first failing public test and its message, and its
     points. A test of the record with no result failed with `not_run`. Without hidden_ran (the
-    student's own make grade), hidden tests are not counted, and the points come from the public ones."""
+    student's own make grade), hidden tests are not counted, and the points come from the public ones.
+    Without shared_ran (a class graded apart, course/apart.py, which runs only the tests that count),
+    the tests shared with other exercises have no result: None."""
     def result(test):  # its own, or its file's when the file could not be collected
         return results.get(test['id']) or results.get(test['id'].split('::')[0]) or (False, not_run)
     counts = [t for t in the_record['tests'] if result(t)[0] is not None]  # a skipped test says nothing
@@ -100,7 +108,7 @@ def rows(the_record, results, hidden_ran, not_run=NOT_RUN):
                        'passed': passed(public), 'tests': len(public),
                        'hidden_passed': passed(hidden) if hidden_ran else None,
                        'hidden': max(len(hidden), e.get('hidden', 0)),  # a student's record has only their count
-                       'with_others_passed': passed(shared), 'with_others': len(shared),
+                       'with_others_passed': passed(shared) if shared_ran else None, 'with_others': len(shared),
                        'first_failure': failing and {'test': failing['id'], 'message': result(failing)[1]},
                        'points': round(e['points'] * passed(counted) / len(counted), 1) if counted else 0.0,
                        'out_of': e['points']})

@@ -6,16 +6,23 @@ refused whole, in one line, if a member's path is absolute or climbs out of its 
 a chapter in it is a link or a device, or if it holds too many members. Only the files named as
 chapters are written out, each at most MAX_CHAPTER bytes, counted as they come (the sizes in an
 archive's headers may lie); everything else, a .venv or a data set included, is only listed, for
-the student's feedback. A folder is read the same way, following no link.
+the student's feedback. A .tar.gz is inflated as it is read, all of it, so it is refused once it
+inflates past MAX_INFLATED bytes, or past RATIO times the bytes it was packed in (a compression
+bomb: 16 MB of zeros that inflate to 16 GB is refused at 64 MB, in a moment); a .zip inflates only
+its chapters. A folder is read the same way, following no link.
 """
+import gzip
 import os
 import re
 import stat
 import tarfile
 import zipfile
+import zlib
 
 MAX_CHAPTER = 2 * 2 ** 20  # bytes of one chapter: the largest of ours is 20 kB
 MAX_MEMBERS = 200_000      # a whole working folder, .venv and .git included, holds some 30,000
+MAX_INFLATED = 16 * 2 ** 30  # bytes a .tar.gz may inflate to: a working folder with torch's CUDA build in .venv is 6 GB
+RATIO, FROM = 50, 64 * 2 ** 20  # and past FROM bytes, at most RATIO times its packed bytes; a .venv packs about 3 to 1
 SUFFIXES = ('.tar.gz', '.tgz', '.zip')
 
 
@@ -57,7 +64,7 @@ def take(path, wanted, into):
                 buffered += len(chapters[name] or b'')
                 if buffered > 20 * MAX_CHAPTER:
                     raise Refused(f'it holds more than {20 * MAX_CHAPTER // 2 ** 20} MB of files named as chapters')
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, RuntimeError, NotImplementedError) as e:
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as e:
         raise Refused(f'{os.path.basename(path)} will not unpack ({type(e).__name__}: {e})') from None
     folders = sorted({os.path.dirname(name) for name in chapters}, key=lambda d: (d.count('/') if d else -1, d))
     chosen = [name for name in chapters if folders and os.path.dirname(name) == folders[0]]
@@ -100,7 +107,7 @@ def read(path):
                 if count > MAX_MEMBERS:
                     break
     else:
-        with tarfile.open(path, 'r:gz') as archive:
+        with open(path, 'rb') as packed, tarfile.open(fileobj=Inflated(packed), mode='r|') as archive:
             for info in archive:  # one member at a time: a large archive is never listed whole
                 yield checked(info.name), 'folder' if info.isdir() else 'file' if info.isfile() else 'other', \
                     lambda info=info: archive.extractfile(info)
@@ -118,3 +125,20 @@ def bytes_of(opener, name):
     if len(data) > MAX_CHAPTER:
         raise Refused(f'{name} is larger than {MAX_CHAPTER // 2 ** 20} MB: no chapter is')
     return data
+
+
+class Inflated:
+    """A .tar.gz inflated as tarfile reads it, refused once it has inflated past MAX_INFLATED bytes,
+    or (past FROM bytes) to more than RATIO times the packed bytes read so far."""
+
+    def __init__(self, packed):
+        self.packed, self.gzip, self.inflated = packed, gzip.GzipFile(fileobj=packed), 0
+
+    def read(self, size=-1):
+        data = self.gzip.read(size if size >= 0 else 2 ** 20)
+        self.inflated += len(data)
+        if self.inflated > MAX_INFLATED:
+            raise Refused(f'it inflates past {MAX_INFLATED // 2 ** 30} GB')
+        if self.inflated > FROM and self.inflated > RATIO * self.packed.tell():
+            raise Refused(f'it inflates to more than {RATIO} times its size: a compression bomb')
+        return data

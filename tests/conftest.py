@@ -12,11 +12,14 @@ import sys
 
 import pytest
 import torch
-from torch import nn
-import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+# A stand-in for ResNet-18 where it is too slow: conv, BatchNorm, ReLU, global average pool, linear.
+# It lives with the worker that runs a student's code at grading (course/apart.py), which builds one
+# when a test hands it to a student's function.
+from course.worker import TinyNet  # noqa: E402
 
 
 def pytest_configure(config):
@@ -74,21 +77,6 @@ def cifar_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('cifar'))
     make_cifar(root)
     return root
-
-
-class TinyNet(nn.Module):
-    """A stand-in for ResNet-18 where it is too slow: on this CPU, fp16 convolutions are emulated
-    and one ResNet-18 step takes minutes. The same kinds of layer: conv, BatchNorm, ReLU, global
-    average pool, linear. It learns the tinted fake data set in a few epochs."""
-
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(8)
-        self.fc = nn.Linear(8, num_classes)
-
-    def forward(self, x):
-        return self.fc(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
 
 
 # train.py with TinyNet in place of ResNet-18, in a process of its own: SIGTERM stops it as Ctrl-C, as it does train.py.

@@ -30,7 +30,7 @@ from conftest import (A_RUN, CUDA, DEVICES, PALETTE, ROOT, TinyNet, make_cifar, 
                       without_seconds)
 
 CPU = torch.device('cpu')
-NO_AUTOCAST = contextlib.nullcontext  # fp32: train_one_epoch and evaluate enter it as they would autocast
+NO_AUTOCAST = contextlib.nullcontext()  # fp32: train_one_epoch and evaluate enter it as they would autocast
 
 
 def tiny_batches(n=100, seed=0):
@@ -307,7 +307,7 @@ def test_fp16_steps_skip_overflows_as_gradscaler_s_reference_path_does(monkeypat
     g = torch.Generator().manual_seed(0)
     batches = [((torch.randn(16, 3, 32, 32, generator=g) * (1e6 if step in (0, 3) else 1)).to(dev),
                 torch.randint(0, 10, (16,), generator=g).to(dev)) for step in range(6)]  # 1e6: past fp16's 65504
-    train.train_one_epoch(model, optimizer, scaler, batches, functools.partial(hardware.autocast_for, dev, 'fp16'))
+    train.train_one_epoch(model, optimizer, scaler, batches, hardware.autocast_for(dev, 'fp16'))
     for x, y in batches:
         plain_sgd.zero_grad()
         with torch.autocast(device, dtype=torch.float16):
@@ -342,7 +342,7 @@ def test_half_precision_learns_what_fp32_learns(monkeypatch, cifar_root, device,
         theirs.append(plain_sgd_epoch(reference, plain, batches))
         batches = train.training_batches(split.x, split.y, mean, std, 25, *ours_gens)
         ours.append(train.train_one_epoch(model, optimizer, scaler, batches,
-                                          functools.partial(hardware.autocast_for, dev, precision)))
+                                          hardware.autocast_for(dev, precision)))
     assert ours[0][0] == pytest.approx(theirs[0][0], rel=0.02)
     assert ours[-1][0] == pytest.approx(theirs[-1][0], rel=0.1) and ours[-1][1] == pytest.approx(theirs[-1][1], abs=0.05)
     assert ours[-1][1] > 0.5  # and both did learn: chance is 0.1
@@ -359,7 +359,7 @@ def test_an_epoch_waits_for_the_gpu_only_to_read_its_sums(precision):
     model, _, optimizer, scaler = train.build(0, 0.05, 0.9, 5e-4, precision, device)
     mean, std = torch.full((3,), 0.5, device=device), torch.full((3,), 0.25, device=device)
     order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
-    autocast = functools.partial(hardware.autocast_for, device, precision)
+    autocast = hardware.autocast_for(device, precision)
 
     def waits(batches):
         images = torch.randint(0, 256, (32 * batches, 3, 32, 32), dtype=torch.uint8, device=device)
