@@ -210,12 +210,32 @@ def test_in_bubblewrap_it_sees_only_what_python_needs_and_its_chapters(tmp_path)
 
 
 @BUBBLEWRAP
-def test_the_worker_s_python_is_found_however_its_environment_is_reached(tmp_path):
-    """The Python's environment is bound where it really is: a .venv that is a link elsewhere (into
-    /tmp, which the sandbox has its own of) still starts."""
-    ran = call(tmp_path, 'import sys, torch\nreturn sys.prefix, torch.__version__ == %r' % str(torch.__version__), True)
-    prefix, same = ran.reply['result']
-    assert same and prefix == os.path.realpath(sys.prefix)
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason='the tests\' Python is not a virtual environment')
+def test_a_venv_that_lives_in_tmp_starts_the_worker_though_the_sandbox_has_a_tmp_of_its_own(tmp_path):
+    """A .venv that is a link into /tmp, as a clone standing in /tmp has: the grader's Python's
+    folders are bound where they really are, after the sandbox's own /tmp, and the worker starts and
+    answers. (The venv is a copy of the tests' own, made of hard links, in /tmp.)"""
+    venv = tempfile.mkdtemp(prefix='venv-', dir='/tmp')
+    try:
+        copied = subprocess.run(['cp', '-al', f'{sys.prefix}/.', venv], capture_output=True, text=True)
+        if copied.returncode:
+            pytest.skip(f'no hard links from {sys.prefix} into /tmp: {copied.stderr.strip()}')
+        os.symlink(venv, tmp_path / '.venv')
+        ran = subprocess.run([str(tmp_path / '.venv' / 'bin' / 'python'), '-c', textwrap.dedent(f'''
+            import sys, tempfile
+            sys.path.insert(0, {ROOT!r})
+            from course import fence, wire
+            work = tempfile.mkdtemp()
+            fence.prepare(work, {{}}, 0)
+            worker = fence.start_worker(work, fence.Limits()._asdict(), 0, True)
+            wire.write(worker.stdin, {{'ping': True}})
+            print(sys.prefix, wire.read(worker.stdout))
+            fence.stop_worker(worker)
+            ''')], capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(venv)
+    assert ran.returncode == 0 and ran.stdout.split()[0] == str(tmp_path / '.venv'), ran.stderr
+    assert f"{{'torch': '{torch.__version__}'}}" in ran.stdout
 
 
 def test_without_bubblewrap_the_fence_says_why_not():
