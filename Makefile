@@ -146,6 +146,13 @@ endif
 FOLDERS_study := $(foreach e,$(EXPERIMENTS),$(FOLDERS_$(e)))
 .PHONY: $(EXPERIMENTS)
 
+# The runs' folder, RUNS, made before any run starts (make -n makes nothing: it only looks); or one
+# line why it cannot be, and nothing runs.
+ifneq ($(filter $(EXPERIMENTS) study seeds,$(MAKECMDGOALS)),)
+RUNS_CANNOT := $(shell $(PYTHON) -m bookkeeping.environment $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--could-make,--folder) '$(RUNS)' 2>&1)
+$(if $(RUNS_CANNOT),$(error RUNS=$(RUNS): $(RUNS_CANNOT)))
+endif
+
 # Before any run, the runs asked for that have a folder already must be what their target asks:
 # a finished quick try (ARGS='--epochs 1') is not the real run. runner/checks.py names each that
 # differs, and how, and exits 1: make stops there. With FORCE=1 it lists them in $(CHECKED)/stale,

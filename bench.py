@@ -24,6 +24,8 @@ import argparse
 import statistics
 import time
 
+from bookkeeping.environment import needs
+needs('torch', 'torchvision')  # a Python without them: one line that says which Python, and how to get them
 import torch
 import torch.nn.functional as F
 import torchvision.transforms as T

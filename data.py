@@ -23,6 +23,8 @@ import tempfile
 import urllib.request
 from typing import NamedTuple
 
+from bookkeeping.environment import needs
+needs('numpy', 'torch')  # a Python without them: one line that says which Python, and how to get them
 import numpy as np
 import torch
 

@@ -32,6 +32,8 @@ import os
 import statistics
 from typing import NamedTuple
 
+from bookkeeping.environment import needs
+needs('torch', 'matplotlib')  # a Python without them: one line that says which Python, and how to get them
 import torch
 
 from bookkeeping import figures, flags, runs, study

@@ -16,6 +16,8 @@ import signal
 import sys
 import time
 
+from bookkeeping.environment import needs
+needs('torch')  # a Python without it: one line that says which Python, and how to get one
 import torch
 import torch.nn.functional as F
 

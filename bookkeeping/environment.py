@@ -1,7 +1,9 @@
-"""The Python environment a make target runs in: the packages it needs, from the oldest versions
-this project supports (FLOOR) up, checked before it runs.
+"""The Python environment a make target or a chapter runs in: the packages it needs, from the oldest
+versions this project supports (FLOOR) up, checked before it runs; and the folders it writes to.
 
     python -m bookkeeping.environment torch pytest torchvision      exit 0, or one line and exit 1
+    python -m bookkeeping.environment --folder runs                 the folder made, or one line and exit 1
+    python -m bookkeeping.environment --could-make runs             the same, making nothing (make -n)
 
 `make` builds its own .venv from requirements.txt, with the exact versions of requirements.lock,
 unless it is told the Python to use, `make test PY=/path/to/python`: on Colab or Kaggle the
@@ -9,7 +11,9 @@ runtime's own torch, on a cluster the module's, in a conda environment its own. 
 .venv, and checks here that the Python has what the target needs, naming in one line what it
 lacks. Only the standard library is used: it reads the installed versions without importing them.
 """
+import importlib
 import importlib.metadata
+import os
 import re
 import sys
 
@@ -40,8 +44,56 @@ def lacking(needs):
     return [said for said in map(lacks, needs) if said]
 
 
+def needs(*packages):
+    """For a chapter run as a program (python train.py): if this Python lacks one of `packages`,
+    one line that says which Python it is, what it lacks and the two ways out, and exit status 1,
+    rather than the traceback of the import that would fail."""
+    missing = []
+    for package in packages:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        sys.exit(f'{sys.executable} has no {" and no ".join(missing)}: use the project\'s Python (make test makes it; '
+                 f'then . .venv/bin/activate), or install {"them" if len(missing) > 1 else "it"} into this one '
+                 f'(pip install {" ".join(repr(f"{p}>={FLOOR[p]}" if p in FLOOR else p) for p in missing)}; '
+                 f'docs/where.md says how make PY= uses it)')
+
+
+def folder(path, make=True):
+    """'' once `path` is a folder this user can write into, made if it was missing (unless not
+    `make`: then only whether it could be); else why not, in a few words: a file stands there or on
+    its path, or it is on a read-only file system, or not this user's to write."""
+    if not make:
+        there = path
+        while not os.path.exists(there) and os.path.dirname(os.path.abspath(there)) != os.path.abspath(there):
+            there = os.path.dirname(os.path.abspath(there))
+        if not os.path.isdir(there):
+            return f'{path} is a file, not a folder' if there == path else f'{path} cannot be made: a file stands on its path'
+        return '' if os.access(there, os.W_OK) and not os.statvfs(there).f_flag & os.ST_RDONLY else \
+            f'{path} cannot be made: Read-only file system'
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        return f'{path} is a file, not a folder'
+    except NotADirectoryError:
+        return f'{path} cannot be made: a file stands on its path'
+    except OSError as e:
+        return f'{path} cannot be made: {e.strerror}' + (f' ({e.filename})' if e.filename != path else '')
+    if not os.access(path, os.W_OK) or os.statvfs(path).f_flag & os.ST_RDONLY:
+        return f'{path} is read-only'
+    return ''
+
+
 def main(argv=None):
-    needs = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (['--folder'], ['--could-make']):
+        why = folder(argv[1], make=argv[0] == '--folder')
+        if why:
+            print(why, file=sys.stderr)
+        return 1 if why else 0
+    needs = argv
     missing = [package for package in needs if lacks(package)]
     if missing:
         asked = ' '.join(repr(f'{p}>={FLOOR[p]}' if p in FLOOR else p) for p in missing)  # what pip is asked for

@@ -96,6 +96,9 @@ def main(argv=None):
     if len(argv) != 2 or argv[0] not in ('build', 'run'):
         raise SystemExit('usage: python -m course.autograder build OUT.zip | run AUTOGRADER_ROOT')
     if argv[0] == 'build':
+        why = environment.folder(os.path.dirname(os.path.abspath(argv[1])))  # made before any work, or why not
+        if why or os.path.isdir(argv[1]):
+            raise SystemExit(f'autograder: error: OUT={argv[1]}: {why or "is a folder, not a file"}')
         build(argv[1])
         print(f'{argv[1]}: the autograder to upload to Gradescope')
     else:

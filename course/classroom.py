@@ -42,7 +42,7 @@ import threading
 from typing import NamedTuple
 
 from course import fence, grade, handout, submissions, wire
-from bookkeeping import CHAPTERS
+from bookkeeping import CHAPTERS, environment
 
 POINTS_ROW = 'Points Possible'  # Canvas's name for the row of maxima
 
@@ -318,7 +318,10 @@ def main(argv=None):
     parser.add_argument('--no-bubblewrap', action='store_true', help='grade without bubblewrap even where it works')
     args = parser.parse_args(argv)
     if not os.path.isdir(args.submissions):
-        parser.error(f'{args.submissions} is not a folder of submissions')
+        parser.exit(2, f'grade-class: error: {args.submissions} is not a folder of submissions\n')
+    why = environment.folder(os.path.dirname(os.path.abspath(args.out)))  # before a class is graded, not after
+    if why or os.path.isdir(args.out):
+        parser.exit(2, f'grade-class: error: OUT={args.out}: {why or "is a folder, not a file"}\n')
     limits = fence.Limits(args.test_timeout, args.submission_timeout, int(args.memory_gb * 2 ** 30), args.processes,
                           int(args.output_mb * 2 ** 20), int(args.tmp_mb * 2 ** 20))
     graded = grade_class(args.submissions, args.out, jobs_from(args.jobs), limits, bubblewrap=not args.no_bubblewrap)

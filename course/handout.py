@@ -34,7 +34,7 @@ import tempfile
 import tomllib
 from typing import NamedTuple
 
-from bookkeeping import CHAPTERS
+from bookkeeping import CHAPTERS, environment
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project
 BEGIN, END = '# BEGIN SOLUTION', '# END SOLUTION'
@@ -175,6 +175,9 @@ def main(argv=None):
     if len(argv if argv is not None else sys.argv[1:]) != 1:
         raise SystemExit('usage: python -m course.handout OUT   (make handout OUT=...): a new folder for the handout')
     out = (argv if argv is not None else sys.argv[1:])[0]
+    why = environment.folder(out)  # made before any work, or why it cannot be, in one line
+    if why:
+        raise SystemExit(f'handout: error: OUT={out}: {why}')
     make(out)
     print(f'{out}: the handout, {len(exercises(out))} exercises to write; in it: make test-quick, make grade')
     return 0

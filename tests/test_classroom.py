@@ -417,7 +417,7 @@ def test_the_gradescope_autograder_grades_one_submission_the_same_way(course, th
     and the total, as grade-class grades it: what it solved. Its setup.sh installs what grading needs
     at requirements.lock's versions, not the notebook's packages."""
     sent, _ = the_class
-    zipped_grader = tmp_path / 'autograder.zip'
+    zipped_grader = tmp_path / 'new' / 'autograder.zip'  # OUT's folder is made
     made = subprocess.run([*MAKE[:MAKE.index('-C')], '-C', str(course), *MAKE[MAKE.index('-C') + 2:], 'autograder',
                            f'OUT={zipped_grader}'], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr

@@ -302,3 +302,97 @@ def test_the_floor_is_read_from_the_installed_versions(monkeypatch):
 def torch_version():
     import importlib.metadata
     return importlib.metadata.version('torch')
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands as people type them.
+
+
+@pytest.mark.parametrize('chapter, lacks', [('train.py', 'torch'), ('report.py', 'torch and no matplotlib'),
+                                            ('bench.py', 'torch and no torchvision'), ('data.py', 'numpy and no torch')])
+def test_a_chapter_run_with_a_python_that_lacks_torch_says_which_and_how_out_in_one_line(tmp_path, chapter, lacks):
+    """`python train.py` typed where python is not the project's (.venv not activated): one line
+    that names that Python, what it lacks and the two ways out; exit status 1; no traceback."""
+    bare = tmp_path / 'bare'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(bare)], check=True)  # a Python with nothing
+    ran = subprocess.run([str(bare / 'bin' / 'python'), chapter, '--help'], cwd=ROOT, capture_output=True, text=True)
+    assert ran.returncode == 1 and ran.stdout == '' and len(ran.stderr.splitlines()) == 1, ran.stderr
+    assert ran.stderr.startswith(f'{bare}/bin/python has no {lacks}: use the project\'s Python (make test makes it; '
+                                 f'then . .venv/bin/activate), or install ')
+    assert 'docs/where.md says how make PY= uses it' in ran.stderr
+
+
+def test_report_py_with_a_python_that_lacks_matplotlib_says_so_in_one_line(tmp_path):
+    """A Python with torch and without matplotlib (here, the tests' own with matplotlib's import
+    made to fail, as it fails where it is not installed)."""
+    ran = subprocess.run([sys.executable, '-c', "import runpy, sys; sys.modules['matplotlib'] = None; "
+                          "sys.argv = ['report.py', '--tables']; runpy.run_path('report.py', run_name='__main__')"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert ran.returncode == 1 and ran.stderr.startswith(f'{sys.executable} has no matplotlib: ') and \
+        len(ran.stderr.splitlines()) == 1, ran.stderr
+
+
+def read_only(folder):
+    """`folder`, mounted read-only (a tmpfs), as the tests run as root; skipped elsewhere."""
+    if os.geteuid() != 0:
+        pytest.skip('a read-only mount needs root (and os.access says yes to root on a mode-555 folder)')
+    folder.mkdir()
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', str(folder)], check=True)
+    return folder
+
+
+@pytest.mark.parametrize('target', ['lr-sweep', 'study', 'seeds'])
+def test_runs_that_cannot_be_a_folder_is_one_line_before_any_run(tmp_path, target):
+    """RUNS= a file, or a path through a file: make says which in one line, and nothing runs. A RUNS=
+    whose folders are missing is made (bookkeeping.environment.folder, below), but by make -n, which
+    makes nothing."""
+    (tmp_path / 'file').write_text('mine')
+    for runs, why in ((tmp_path / 'file', f'{tmp_path}/file is a file, not a folder'),
+                      (tmp_path / 'file' / 'runs', f'{tmp_path}/file/runs cannot be made: a file stands on its path')):
+        made = subprocess.run([*MAKE, target, f'RUNS={runs}', 'ARGS=--epochs 1'], capture_output=True, text=True)
+        assert made.returncode == 2 and made.stdout == '', made.stdout
+        assert [re.sub(r'^Makefile:\d+: ', '', line) for line in made.stderr.splitlines()] == [
+            f'*** RUNS={runs}: {why}.  Stop.']
+    assert (tmp_path / 'file').read_text() == 'mine'
+    planned = subprocess.run([*MAKE, '-n', target, f'RUNS={tmp_path}/new/runs'], capture_output=True, text=True)
+    assert planned.returncode == 0 and not (tmp_path / 'new').exists(), planned.stderr
+    from bookkeeping import environment
+    assert environment.folder(str(tmp_path / 'new' / 'runs')) == '' and (tmp_path / 'new' / 'runs').is_dir()
+
+
+def test_runs_on_a_read_only_file_system_is_one_line_before_any_run(tmp_path):
+    mounted = read_only(tmp_path / 'ro')
+    try:
+        made = subprocess.run([*MAKE, 'lr-sweep', f'RUNS={mounted}/runs'], capture_output=True, text=True)
+    finally:
+        subprocess.run(['umount', str(mounted)], check=True)
+    assert made.returncode == 2 and made.stdout == ''
+    assert [re.sub(r'^Makefile:\d+: ', '', line) for line in made.stderr.splitlines()] == [
+        f'*** RUNS={mounted}/runs: {mounted}/runs cannot be made: Read-only file system.  Stop.']
+
+
+@pytest.mark.parametrize('target, names', [
+    ('grade-class', ['SUBMISSIONS={submissions}', 'OUT={out}/grades.csv']),
+    ('autograder', ['OUT={out}/autograder.zip']),
+    ('handout', ['OUT={out}/handout'])])
+def test_an_out_that_cannot_be_written_is_one_line_before_any_work_and_a_missing_folder_is_made(tmp_path, target, names):
+    """OUT= under a file, or on a read-only file system: one line that says so, before a class is
+    graded (never graded, then lost), a handout made or a zip built. OUT= in folders that do not
+    exist yet: they are made, and the target writes there (here for the handout; the class's and the
+    autograder's own tests, in tests/test_classroom.py, write theirs into folders made so)."""
+    (tmp_path / 'submissions').mkdir()
+    (tmp_path / 'file').write_text('mine')
+    fill = lambda out: [name.format(submissions=tmp_path / 'submissions', out=out) for name in names]
+    made = subprocess.run([*MAKE, target, *fill(tmp_path / 'file')], capture_output=True, text=True)
+    assert made.returncode != 0 and re.search('is a file, not a folder|a file stands on its path',
+                                              made.stderr.splitlines()[0]), made.stderr
+    assert sum('error' in line for line in made.stderr.splitlines()) == 1 and 'Traceback' not in made.stderr
+    mounted = read_only(tmp_path / 'ro')
+    try:
+        made = subprocess.run([*MAKE, target, *fill(mounted / 'out')], capture_output=True, text=True)
+    finally:
+        subprocess.run(['umount', str(mounted)], check=True)
+    assert made.returncode != 0 and 'cannot be made: Read-only file system' in made.stderr.splitlines()[0], made.stderr
+    if target == 'handout':
+        made = subprocess.run([*MAKE, target, *fill(tmp_path / 'new' / 'folders')], capture_output=True, text=True)
+        assert made.returncode == 0 and (tmp_path / 'new' / 'folders' / 'handout' / 'train.py').exists(), made.stderr

@@ -144,6 +144,12 @@ def test_the_notebook_runs_an_experiment_stopped_and_disconnected_and_continues_
     for run, before in ((stopped, at_stop), (killed, at_kill)):
         assert epochs(run)[:len(before)] == before and [json.loads(line)['epoch'] for line in epochs(run)] == \
             [1, 2, 3, 4, 5] and (run / 'summary.json').exists()
+    # Within an epoch, train.py's progress line, as a terminal shows it: rewritten in place (a carriage
+    # return, then the line again), while each epoch's line stays.
+    experiment = printed([the_cell(notebook, '{EXPERIMENT} ARGS=')])
+    progress = [part for part in experiment.split('\r') if 'images/s' in part]
+    assert progress and all(part.lstrip().startswith('batch ') and part.rstrip().endswith('left') for part in progress)
+    assert re.search(r'^epoch +5/5 ', experiment.replace('\r', '\n'), re.M), experiment
     status = printed([the_cell(notebook, ' status EXP=')])
     assert status.count(' finished ') == 2, status
     shown = [output for output in the_cell(notebook, 'report.py').outputs if output.output_type == 'display_data']
