@@ -63,6 +63,7 @@ def call(tmp_path, code, sandboxed, wait=60, **limits):
                 reply = wire.read(process.stdout)
             except (EOFError, wire.Broken) as e:
                 reply = e
+                process.wait(timeout=10)  # it closed its pipe as it ended: how did it end?
         else:
             reply = None  # still at it
         status = process.poll()
