@@ -57,9 +57,9 @@ READY := $(VENV)/installed
 endif
 NEEDS := torch numpy
 test test-quick handout grade grade-class autograder: NEEDS += torchvision pytest matplotlib
-test: NEEDS += nbclient ipykernel
+test: NEEDS += nbclient ipykernel nbformat
 figures tables: NEEDS += matplotlib
-bench: NEEDS += torchvision
+bench: NEEDS += torchvision pillow
 
 $(VENV)/installed: requirements.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)

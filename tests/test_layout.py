@@ -48,6 +48,16 @@ def test_the_top_level_shows_the_chapters_and_nothing_else_to_read():
     assert {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, '*.py'))} == set(CHAPTERS)
 
 
+def test_a_course_may_host_and_cite_it():
+    """An MIT LICENSE, and a CITATION.cff that cites this project and the report it reproduces,
+    study.toml's source."""
+    from bookkeeping import study
+    assert open(os.path.join(ROOT, 'LICENSE')).readline().strip() == 'MIT License'
+    citation = open(os.path.join(ROOT, 'CITATION.cff')).read()
+    assert 'cff-version: 1.2.0' in citation and 'license: MIT' in citation
+    assert study.load().source.split(':')[0].removesuffix(' (2022)') in citation
+
+
 def test_the_readme_s_reading_order_is_the_list_of_chapters():
     readme = open(os.path.join(ROOT, 'README.md')).read()
     section = readme.split('## Reading order', 1)[1].split('\n## ', 1)[0]

@@ -238,15 +238,15 @@ def test_a_python_of_your_own_makes_no_venv_and_is_checked_for_what_each_target_
     target does not run. make reads study.toml with it too, not with the python3 on the PATH."""
     shown = subprocess.run(['make', '-n', '-C', ROOT, 'test', f'PY={sys.executable}'], capture_output=True, text=True,
                            check=True).stdout
-    assert '-m venv' not in shown and 'pip install' not in shown and f'{sys.executable} -m bookkeeping.environment torch numpy torchvision pytest matplotlib nbclient ipykernel' in shown
+    assert '-m venv' not in shown and 'pip install' not in shown and f'{sys.executable} -m bookkeeping.environment torch numpy torchvision pytest matplotlib nbclient ipykernel nbformat' in shown
     bare = tmp_path / 'bare'
     subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(bare)], check=True)  # a Python with nothing
     made = subprocess.run(['make', '-s', '-C', ROOT, 'figures', f'PY={bare}/bin/python', f'RUNS={tmp_path}'],
                           capture_output=True, text=True)
     assert made.returncode != 0 and 'report.py' not in made.stdout
     assert made.stderr.splitlines()[0] == f'{bare}/bin/python lacks what this target needs: torch 2.9.1 or later, ' \
-                                          f"numpy 1.24 or later, matplotlib 3.7 or later. Install them (pip install " \
-                                          f"'torch>=2.9.1' 'numpy>=1.24' 'matplotlib>=3.7'), or leave PY= out to use .venv"
+                                          f"numpy 1.24.4 or later, matplotlib 3.7.5 or later. Install them (pip install " \
+                                          f"'torch>=2.9.1' 'numpy>=1.24.4' 'matplotlib>=3.7.5'), or leave PY= out to use .venv"
     no_python3 = tmp_path / 'bin'  # a python3 on the PATH too old to read study.toml, say: PY= reads it
     no_python3.mkdir()
     (no_python3 / 'python3').write_text('#!/bin/sh\nexit 1\n')
@@ -289,6 +289,37 @@ def test_a_py_that_is_no_program_or_too_old_a_python_is_one_line_and_nothing_run
         said[0].endswith('name a newer one, make PY=/path/to/python (with its packages) or PYTHON=/path/to/python3.11 '
                          '(to make .venv with)') and [re.sub(r'^Makefile:\d+: ', '', line) for line in said[1:]] == [
         '*** study.toml was not read: the line above says why.  Stop.']
+
+
+def test_the_floors_are_requirements_txt_s_own():
+    """One list of floors: bookkeeping.environment's are requirements.txt's `name>=version` lines."""
+    from bookkeeping import environment
+    lines = open(os.path.join(ROOT, 'requirements.txt')).read().splitlines()
+    assert environment.FLOOR == dict(line.split('>=') for line in lines if '>=' in line and not line.startswith('#'))
+    assert environment.FLOOR['torch'] == '2.9.1' and environment.floors('/no/such/file') == {}
+
+
+def test_every_package_the_code_imports_is_declared():
+    """Each package outside the standard library that the project's code or tests import is a line
+    of requirements.txt (pillow imported as PIL), not one that only comes with another package."""
+    import ast
+    import glob
+    declared = {line.split('>=')[0].strip().lower() for line in open(os.path.join(ROOT, 'requirements.txt'))
+                if line.strip() and not line.startswith('#')}
+    ours = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, '*.py'))} | \
+        {'bookkeeping', 'runner', 'course', 'conftest', 'wire', 'worker'} | \
+        {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, 'tests', '*.py'))}
+    imported = set()
+    for path in glob.glob(os.path.join(ROOT, '**', '*.py'), recursive=True):
+        if '/.venv/' in path:
+            continue
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split('.')[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split('.')[0])
+    outside = imported - set(sys.stdlib_module_names) - ours
+    assert {'PIL' if name == 'pillow' else name for name in declared} >= outside, outside - declared
 
 
 def test_the_floor_is_read_from_the_installed_versions(monkeypatch):
