@@ -133,8 +133,9 @@ ASKED_$(RUNS)/$(1)/$(2)/seed$(4) := $(3) --seed $(4)
 $(RUNS)/$(1)/$(2)/seed$(4)/summary.json: | $(READY)
 	$(PY) train.py $(3) --seed $(4) --out $$(@D)$(if $(GPUS), --gpu-pool $(GPUS)) $$(ARGS) $$(call continue,$$(@D)) || [ $$$$? = 3 ]
 endef
-# Start over a run made with other flags (FORCE=1), or continue an interrupted one from its checkpoint.
-continue = $(if $(filter $(1),$(STALE)),--force,$(if $(wildcard $(1)/checkpoint.pt),--resume))
+# Start over a run made with other flags (FORCE=1), or continue an interrupted one from its checkpoint
+# (runner/checks.py says which, from bookkeeping/runs.py's examine).
+continue = $(if $(filter $(1),$(STALE)),--force,$(if $(filter $(1),$(RESUME)),--resume))
 
 # The study's experiments and their settings, from study.toml: a $(call experiment,NAME,SETTING,FLAGS)
 # for each setting, which adds NAME to EXPERIMENTS. python3 -m bookkeeping.study prints them.
@@ -167,6 +168,7 @@ $(shell $(PY) -m runner.checks before $(if $(FORCE),--force) --args '$(ARGS)' --
 CHECK_STATUS := $(.SHELLSTATUS)
 STALE := $(file < $(CHECKED)/stale)
 DAMAGED := $(file < $(CHECKED)/damaged)
+RESUME := $(file < $(CHECKED)/resume)
 $(shell rm -rf '$(CHECKED)')
 ifneq ($(CHECK_STATUS),0)
 $(error run folders above hold other runs than asked for)

@@ -12,7 +12,6 @@ says why). The flags are declared in bookkeeping/flags.py; what a run writes and
 continues it is bookkeeping/runs.py's; the device and the precision, bookkeeping/hardware.py's.
 """
 import math
-import signal
 import sys
 import time
 
@@ -22,9 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from augment import crop_flip, erase, sample_boxes, sample_crops
-from bookkeeping import flags, runs
-from bookkeeping.hardware import (MEMORY_FORMAT, NotNative, autocast_for, pick_device, pick_precision, set_determinism,
-                                  start_momentum_at_zero, take_gpu)
+from bookkeeping import flags, hardware, progress, runs
 from data import DataError, load_splits, normalize
 from model import ResNet18
 from schedule import lr_at
@@ -63,16 +60,13 @@ def build(seed, lr, momentum, wd, precision, device, compiled=False):
     Returns the model; the model compiled (--compile; else the model itself), which shares its
     weights; SGD; and fp16's GradScaler, which is off in the other precisions (bookkeeping/hardware.py)."""
     torch.manual_seed(seed)
-    # Channels-last weights: the convolutions then compute in the layout of the GPU's tensor cores and
-    # the CPU's oneDNN kernels, and each batch is converted once, at the first layer (bookkeeping/hardware.py).
-    model = ResNet18().to(device, memory_format=MEMORY_FORMAT)
+    # Channels-last weights: the layout tensor cores and oneDNN compute in (bookkeeping/hardware.py says why).
+    model = ResNet18().to(device, memory_format=hardware.MEMORY_FORMAT)
     # dynamic=False: one compiled graph per batch shape. Otherwise the epoch's smaller last batch
     # makes it recompile for any shape and use those kernels from then on, and a resumed run,
     # whose first batches run the first graph again, would round differently from the original.
     step_model = torch.compile(model, dynamic=False) if compiled else model
-    # Fused: one kernel updates every weight (bookkeeping/hardware.py says why, and why v must start at 0).
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd, fused=True)
-    start_momentum_at_zero(optimizer)
+    optimizer = hardware.sgd(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd)  # torch's SGD, fused
     scaler = torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
     return model, step_model, optimizer, scaler
 
@@ -137,55 +131,34 @@ def evaluate(model, images, labels, mean, std, autocast):
     # END SOLUTION
 
 
-def with_progress(batches, total):
-    """The batches, unchanged. On a terminal it also keeps one line rewritten in place while they
-    are used: batches done, images per second and the time the epoch has left. Into a file or a
-    pipe it prints nothing, so that logs keep one line per epoch."""
-    if not sys.stdout.isatty():
-        yield from batches
-        return
-    start = shown = time.perf_counter()
-    images = 0
-    for done, (x, y) in enumerate(batches, 1):
-        yield x, y  # the loop trains on it; we resume when it asks for the next
-        images += len(y)
-        now = time.perf_counter()
-        if done == 1 or now - shown > 0.5:  # a few times a second is enough to read
-            left = (total - done) * (now - start) / done
-            print(f'\r  batch {done}/{total}  {images / (now - start):,.0f} images/s  '
-                  f'{int(left) // 60}:{int(left) % 60:02d} left ', end='', flush=True)
-            shown = now
-    print('\r\033[K', end='', flush=True)  # clear the line for the epoch's summary
-
-
 def train(args, device, resume):
     """The run: epoch by epoch, a learning rate, an epoch of SGD, an evaluation, and a checkpoint.
     Returns how it ended: 'finished', or 'diverged' at an epoch whose loss was no number."""
-    set_determinism(args.deterministic)
     train_split, val, test, mean, std = load_splits(args.data_dir, args.seed, device, args.train_subset, args.eval_subset)
     model, step_model, optimizer, scaler = build(args.seed, args.lr, args.momentum, args.wd, args.precision, device,
                                                  args.compile)
-    generators = (torch.Generator().manual_seed(args.seed),                    # data order, on the CPU
-                  torch.Generator(device=device).manual_seed(args.seed + 1))   # augmentation, on the device
+    order_gen = torch.Generator().manual_seed(args.seed)                    # the data's order, on the CPU
+    augment_gen = torch.Generator(device=device).manual_seed(args.seed + 1)  # its augmentations, on the device
     history, val_pred = [], None
     if resume:
-        history, val_pred = runs.restore(args, device, model, optimizer, scaler, *generators)
+        history, val_pred = runs.restore(args, device, model=model, optimizer=optimizer, scaler=scaler,
+                                         order_gen=order_gen, augment_gen=augment_gen)
     else:
         runs.start(args, device, (len(train_split.y), len(val.y), len(test.y)), mean, std)
     todo = f'epoch {len(history) + 1} of {args.epochs}' if len(history) < args.epochs else 'all epochs done: the test set'
     print(f'{args.out}: {len(train_split.y)} training, {len(val.y)} validation, {len(test.y)} test images; '
           f'{device} {args.precision}; {todo}', flush=True)
-    autocast = autocast_for(device, args.precision)  # bf16 or fp16 autocast, or a context that changes nothing
+    autocast = hardware.autocast_for(device, args.precision)  # bf16 or fp16 autocast, or one that changes nothing
 
     for epoch in range(len(history), args.epochs):
         t0 = time.perf_counter()
         lr = lr_at(epoch, args.epochs, args.lr, args.cosine)
         for group in optimizer.param_groups:
             group['lr'] = lr
-        batches = training_batches(train_split.x, train_split.y, mean, std, args.batch_size, *generators,
+        batches = training_batches(train_split.x, train_split.y, mean, std, args.batch_size, order_gen, augment_gen,
                                    crop_and_flip=not args.no_crop_flip, erase_p=args.erase_p,
                                    erase_scale=args.erase_scale, erase_ratio=args.erase_ratio)
-        batches = with_progress(batches, total=math.ceil(len(train_split.y) / args.batch_size))
+        batches = progress.with_progress(batches, total=math.ceil(len(train_split.y) / args.batch_size))
         train_loss, train_acc = train_one_epoch(step_model, optimizer, scaler, batches, autocast)
         val_loss, val_acc, val_pred = evaluate(step_model, val.x, val.y, mean, std, autocast)
         metrics = {'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss, 'train_acc': train_acc,
@@ -194,8 +167,8 @@ def train(args, device, resume):
             print(runs.save_diverged(args.out, metrics, args.lr), file=sys.stderr)  # make takes the run as ended
             return 'diverged'
         history.append(metrics)
-        runs.save_epoch(args.out, metrics,
-                        runs.checkpoint(args, device, model, optimizer, scaler, *generators, history, val_pred))
+        runs.save_epoch(args, device, metrics, model=model, optimizer=optimizer, scaler=scaler, order_gen=order_gen,
+                        augment_gen=augment_gen, history=history, val_pred=val_pred)
         print(f'epoch {epoch + 1:3d}/{args.epochs}  lr {lr:.5f}  train loss {train_loss:.4f} acc {100 * train_acc:6.2f}%  '
               f'val loss {val_loss:.4f} acc {100 * val_acc:6.2f}%  {metrics["seconds"]:.1f}s', flush=True)
 
@@ -207,43 +180,13 @@ def train(args, device, resume):
 
 
 def main(argv=None):
-    parser = flags.parser()  # every flag, its default and its range: bookkeeping/flags.py
-    args = parser.parse_args(argv)
-    args.out = args.out or flags.default_out(args)
-    try:  # a flag that cannot be: one line, exit status 2, nothing written
-        if args.resume:
-            runs.take_saved_flags(args, flags.given(argv))
-        flags.check(args)
-        if args.gpu_pool:  # before torch looks for CUDA
-            take_gpu(args.gpu_pool)
-        device = pick_device(args.device)
-        # auto becomes what it picked here, and is saved so: a run resumed on other hardware keeps it.
-        args.precision = pick_precision(args.precision, device, run=args.resume and args.out)
-    except runs.RunError as e:  # a damaged config.json: one line, exit status 1
-        sys.exit(f'{parser.prog}: error: {e}')
-    except NotNative as e:  # bf16 asked of an older GPU: a flag, status 2; or a resumed run's own precision: 1
-        parser.exit(1 if args.resume else 2, f'{parser.prog}: error: {e}\n')
-    except ValueError as e:
-        parser.error(str(e))
-    except KeyboardInterrupt:  # Ctrl-C while it waited for a GPU: nothing started, nothing to say
-        sys.exit(130)
-    try:
+    args = flags.parser().parse_args(argv)  # every flag, its default and its range: bookkeeping/flags.py
+    with runs.exits(args, errors=(DataError,)):  # each error: one line, and its exit status
+        device = runs.settle(args, argv)  # the run's flags, device and precision, before anything is written
         with runs.claimed(args.out, args.resume, args.force) as todo:  # no other process may write the run
-            if todo in ('start', 'resume'):
-                if train(args, device, resume=todo == 'resume') == 'diverged':
-                    sys.exit(DIVERGED)  # a result, not an error: make counts the run as ended and goes on
-            else:
-                print(f'{args.out} has {todo} (summary.json): nothing to resume')
-    except (DataError, runs.RunError) as e:  # the data set or the run folder: one line, exit status 1
-        sys.exit(f'{parser.prog}: error: {e}')
-    except KeyboardInterrupt:  # Ctrl-C: the epoch in progress is lost, the last finished one is on disk
-        print(f'\nstopped: {runs.how_to_continue(args.out)}', file=sys.stderr)
-        sys.exit(130)
+            if todo in ('start', 'resume') and train(args, device, resume=todo == 'resume') == 'diverged':
+                sys.exit(DIVERGED)  # a result, not an error: make counts the run as ended and goes on
 
 
 if __name__ == '__main__':
-    # kill's SIGTERM, and Slurm's at a time limit, preemption or requeue: stop as Ctrl-C does. Output
-    # piped into a program that ends (| head) ends the run quietly, as it does any Unix tool.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     main()

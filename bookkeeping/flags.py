@@ -92,6 +92,10 @@ TRAINING = tuple(flag.dest for flag in FLAGS if flag.kind == LEARNS)  # what a r
 KEPT_ON_RESUME = tuple(flag.dest for flag in FLAGS if flag.kept)
 
 
+class BadFlag(ValueError):
+    """A flag that cannot be, or cannot be here; the message says which and why, in one line."""
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         """Bad input: one line and exit status 2, as argparse does, without the usage block."""

@@ -236,18 +236,20 @@ def pick_precision(precision, device, run=None):
     return precision
 
 
-def start_momentum_at_zero(optimizer):
-    """SGD's velocity v for every weight, set to 0, as plain SGD's first step takes it (v = g).
-
-    train.build's SGD is fused: one kernel updates every weight, and takes fp16's scale and
-    overflow flag as tensors, so that skipping an overflowed step needs no wait for the GPU. But
-    in torch 2.14 the fused kernel makes v with empty_like, uninitialised memory, on its first
-    step; when that step overflows and is skipped, the garbage stays and is added to every later
-    step. Made here first, at 0, v is exactly plain SGD's (tests/test_train.py checks both paths)."""
+def sgd(parameters, lr, momentum, weight_decay):
+    """torch.optim.SGD, fused: one kernel updates every weight, and takes fp16's scale and overflow
+    flag as tensors, so that skipping an overflowed step needs no wait for the GPU (plain SGD with a
+    GradScaler reads the flag on the host, a wait at every step). Its velocity v starts at 0, as
+    plain SGD's first step takes it (v = g): in torch 2.14 the fused kernel makes v with
+    empty_like, uninitialised memory, on its first step, and when that step overflows and is
+    skipped, the garbage stays and is added to every later step. Made here first, at 0, v is
+    exactly plain SGD's (tests/test_train.py checks both paths)."""
+    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=True)
     for group in optimizer.param_groups:
         if group['momentum']:
             for p in group['params']:
                 optimizer.state[p]['momentum_buffer'] = torch.zeros_like(p)
+    return optimizer
 
 
 def autocast_for(device, precision):

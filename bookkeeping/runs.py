@@ -29,7 +29,10 @@ import io
 import json
 import os
 import platform
+import signal
 import subprocess
+import sys
+from typing import NamedTuple
 
 import torch
 
@@ -216,12 +219,38 @@ def take_saved_flags(args, given):
 
 def state(out):
     """'finished' or 'diverged' (it has a summary), 'interrupted' (a checkpoint and no summary), or
-    'not started'. Whether a process is training it now, only its lock can say (runner/status.py). Damaged
-    if its summary.json is."""
+    'not started'. Whether a process is training it now, only its lock can say. Damaged if its
+    summary.json is."""
     summary = read_summary(out)
     if summary is not None:
         return 'diverged' if 'diverged_at' in summary else 'finished'
     return 'interrupted' if os.path.exists(os.path.join(out, 'checkpoint.pt')) else 'not started'
+
+
+class Held(NamedTuple):
+    """What a run folder holds, as examine() tells it."""
+    state: str          # 'not started', 'interrupted', 'finished', 'diverged', or 'damaged'
+    departures: list    # how its run departs from the flags asked for: 'epochs 1, not 15', a phrase each
+    damaged: Damaged    # what is damaged, and what to do (str), if its state is 'damaged'; else None
+    holder: str         # 'pid N on HOST' of the process that trains it now; else None
+    run: dict           # its files as read(), or None before its first epoch
+
+
+def examine(folder, asked=None):
+    """Is this folder the run that was asked for, and in what state? The one answer, which make's
+    check (runner/checks.py), make status (runner/status.py), Slurm's submission (runner/slurm.py),
+    make seeds and train.py's --resume and --force (decide, below) all ask here. Every file a
+    reader of the study reads must be as train.py wrote it, or the state is 'damaged'; with
+    `asked`, train.py's training flags (a dict), the departures say how the run it holds differs."""
+    holder = locks.holder(os.path.join(folder, LOCK)) if os.path.isfile(os.path.join(folder, LOCK)) else None
+    try:
+        run = read_checked(folder)
+        config = read_config(folder)
+        found = state(folder)
+    except Damaged as e:
+        return Held('damaged', [], e, holder, None)
+    departures = flags.departures(config['flags'], asked) if asked is not None and config else []
+    return Held(found, departures, None, holder, run)
 
 
 @contextlib.contextmanager
@@ -251,24 +280,24 @@ def claimed(out, resume, force):
 
 
 def decide(out, resume, force):
-    """What --resume and --force do with the run the folder holds. --resume of a finished run whose
-    summary.json, metrics.jsonl or predictions.pt is damaged remakes them from its checkpoint,
-    which holds every epoch's metrics and the final weights."""
-    try:
-        found = state(out)
-        if found == 'finished':  # read only to meet a damaged file now, which Damaged names
-            read(out)
-    except Damaged as e:
+    """What --resume and --force do with the run the folder holds (examine). --resume of a finished
+    run whose summary.json, metrics.jsonl or predictions.pt is damaged remakes them from its
+    checkpoint, which holds every epoch's metrics and the final weights."""
+    held = examine(out)
+    found, e = held.state, held.damaged
+    if e:
         if force:
             return 'start'
         if not (resume and e.name in MENDED_BY_RESUME and os.path.isfile(os.path.join(out, 'checkpoint.pt'))
                 and not os.path.isdir(os.path.join(out, e.name))):
-            raise
+            raise e
         print(f'{e.folder}: {e.name} {e.what}: remade from the checkpoint', flush=True)
         return 'resume'
     if resume:
         if found == 'not started':
             raise RunError(f'{out} has no checkpoint.pt to resume; start the run without --resume')
+        if found != 'interrupted':
+            print(f'{out} has {found} (summary.json): nothing to resume')
         return 'resume' if found == 'interrupted' else found
     if found != 'not started' and not force:
         raise RunError(f'{out} already holds a run: add --resume to continue it, or --force to start over')
@@ -349,11 +378,12 @@ def start(args, device, sizes, mean, std):
         'sizes': dict(zip(('train', 'val', 'test'), sizes)), 'mean': mean.tolist(), 'std': std.tolist()})
 
 
-def save_epoch(out, metrics, checkpoint):
-    """After an epoch: its checkpoint, then its line of metrics.jsonl. A kill between the two
-    leaves a checkpoint one epoch ahead, which restore() mends."""
-    write_atomic(os.path.join(out, 'checkpoint.pt'), serialized(checkpoint))
-    append(os.path.join(out, 'metrics.jsonl'), json.dumps(metrics) + '\n')
+def save_epoch(args, device, metrics, **state):
+    """After an epoch: its checkpoint (checkpoint(), of the `state` train.py names: model,
+    optimizer, scaler, order_gen, augment_gen, history, val_pred), then its line of metrics.jsonl.
+    A kill between the two leaves a checkpoint one epoch ahead, which restore() mends."""
+    write_atomic(os.path.join(args.out, 'checkpoint.pt'), serialized(checkpoint(args, device, **state)))
+    append(os.path.join(args.out, 'metrics.jsonl'), json.dumps(metrics) + '\n')
 
 
 def save_diverged(out, metrics, lr):
@@ -368,7 +398,7 @@ def save_diverged(out, metrics, lr):
             f'{metrics["val_loss"]}; try a lower --lr than {lr}. Its summary.json says so; --force starts it over')
 
 
-def checkpoint(args, device, model, optimizer, scaler, order_gen, augment_gen, history, val_pred):
+def checkpoint(args, device, *, model, optimizer, scaler, order_gen, augment_gen, history, val_pred):
     """Everything the next epoch depends on, so that --resume continues exactly, and the last
     validation predictions (for predictions.pt, should the run be killed after its last epoch)."""
     # Nothing else draws random numbers: torch's global generators seed the weights, and are
@@ -379,7 +409,7 @@ def checkpoint(args, device, model, optimizer, scaler, order_gen, augment_gen, h
             'rng': rng, 'metrics': history, 'val_pred': val_pred.cpu()}
 
 
-def restore(args, device, model, optimizer, scaler, order_gen, augment_gen):
+def restore(args, device, *, model, optimizer, scaler, order_gen, augment_gen):
     """Load the checkpoint into the run, after checking it belongs to it: the same training flags,
     the same kind of device. Rewrites metrics.jsonl to hold exactly the checkpoint's epochs.
     Returns the metrics so far and the last validation predictions."""
@@ -422,12 +452,69 @@ def finish(out, history, test_loss, test_acc, splits):
         'test_loss': test_loss, 'test_acc': test_acc, 'seconds': sum(m['seconds'] for m in history), 'finished': now()})
 
 
+# ---------------------------------------------------------------------------------------------
+# train.py as a program: the run's settings settled, and how it ends.
+
+
+def settle(args, argv):
+    """The run's flags, device and precision, settled before anything is written: --resume takes
+    the run's own flags (take_saved_flags); each flag is checked against its range; --gpu-pool
+    takes a GPU before torch looks for CUDA; auto becomes the device and precision it picked here,
+    and is saved so, so that a run resumed on other hardware keeps it; --deterministic chooses the
+    kernels. Returns the device; a flag that cannot be is flags.BadFlag."""
+    args.out = args.out or flags.default_out(args)
+    try:
+        if args.resume:
+            take_saved_flags(args, flags.given(argv))
+        flags.check(args)
+        if args.gpu_pool:
+            hardware.take_gpu(args.gpu_pool)
+        device = hardware.pick_device(args.device)
+    except ValueError as e:
+        raise flags.BadFlag(str(e)) from None
+    args.precision = hardware.pick_precision(args.precision, device, run=args.resume and args.out)
+    hardware.set_determinism(args.deterministic)
+    return device
+
+
+@contextlib.contextmanager
+def exits(args, errors=()):
+    """How train.py ends, in one place: each error in one line, without a traceback, and its exit
+    status (0 finished, 3 diverged, which train.py says itself):
+        2    a flag that cannot be (flags.BadFlag), or bf16 asked of a GPU without it (NotNative)
+        1    a run folder or a data set that will not do (RunError, `errors`), or a resumed run's
+             own precision that this GPU cannot compute (NotNative)
+        130  Ctrl-C, kill's SIGTERM or Slurm's at a time limit: the epoch in progress is lost, and
+             it says where the last finished one is and how to continue
+    Meanwhile SIGTERM (kill's, and Slurm's at a time limit, preemption or requeue) stops the run as
+    Ctrl-C does, and output piped into a program that ends (| head) ends it quietly, as any Unix tool."""
+    handlers = signal.signal(signal.SIGTERM, signal.default_int_handler), signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    parser = flags.parser()
+    try:
+        yield
+    except flags.BadFlag as e:
+        parser.error(str(e))
+    except hardware.NotNative as e:
+        parser.exit(1 if args.resume else 2, f'{parser.prog}: error: {e}\n')
+    except (RunError, *errors) as e:
+        sys.exit(f'{parser.prog}: error: {e}')
+    except KeyboardInterrupt:
+        print(f'\nstopped: {how_to_continue(args.out)}', file=sys.stderr)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGPIPE, handlers[1])
+
+
 def how_to_continue(out):
     """What a stopped run tells its user: where its last finished epoch is, and the command that
     continues from there."""
-    if state(out) == 'interrupted':
+    found = state(out) if os.path.isdir(out) else 'not started'
+    if found == 'interrupted':
         return f'{out}/checkpoint.pt holds the last finished epoch; to continue: python train.py --resume --out {out}'
-    return 'before the first epoch ended, nothing to resume: run the same command again'
+    if found == 'not started':
+        return 'before the first epoch ended, nothing to resume: run the same command again'
+    return f'{out} is as it was: its run has {found}'
 
 
 def now():

@@ -11,10 +11,12 @@ compares the training flags of every run folder that holds a run with those its 
 as the Linux kernel's build (Kbuild's if_changed) rebuilds a file whose compile command changed,
 and names each folder that differs, and how (bookkeeping/flags.py's departures).
 
-It answers make with its exit status and two files in DIR, a folder of that make's own: status 1
-if a folder holds another run and FORCE=1 was not given, so that make stops with nothing run;
-DIR/stale lists the folders whose runs start over (with FORCE=1), DIR/damaged those with a damaged
-file, which make leaves out, a line each.
+It answers make with its exit status and three files in DIR, a folder of that make's own: status
+1 if a folder holds another run and FORCE=1 was not given, so that make stops with nothing run;
+DIR/stale lists the folders whose runs start over (with FORCE=1), DIR/resume those whose run was
+interrupted and continues (train.py --resume), DIR/damaged those with a damaged file, which make
+leaves out, a line each. What a folder holds, and whether it is the run asked for, is
+bookkeeping/runs.py's examine(): the one answer, which make status and Slurm's submission read too.
 """
 import argparse
 import os
@@ -24,30 +26,26 @@ import sys
 from bookkeeping import flags, runs
 
 
-def differences(folder, asked):
-    """How the run in `folder` departs from the run train.py's flags `asked` (a list of words) would
-    make, as phrases ('epochs 1, not 15'); [] if it is that run. runs.Damaged if a file of the
-    folder is not as train.py wrote it."""
-    wanted = flags.training(flags.parser().parse_args([*asked, '--out', folder]))
-    runs.read_checked(folder)  # a folder that holds a run has a config.json, or this says it is damaged
-    return flags.departures(runs.read_config(folder)['flags'], wanted)
+def examined(folder, asked):
+    """runs.examine() of `folder` against the run train.py's flags `asked` (a list of words) would make."""
+    return runs.examine(folder, flags.training(flags.parser().parse_args([*asked, '--out', folder])))
 
 
 def before(planned, args, force, into):
     """For make, before a target's runs: `planned` is [(run folder, its target's flags)] of the
     folders that hold a run, `args` make's ARGS. Says, for the person, on stderr, what differs or what
     is damaged, and how to go on; writes the lists for make into `into`. Returns the exit status."""
-    stale, damaged = [], []
+    stale, damaged, resume = [], [], []
     for folder, asked in planned:
-        try:
-            phrases = differences(folder, shlex.split(asked) + shlex.split(args))
-        except runs.Damaged as e:
-            print(f'make leaves out {e}', file=sys.stderr)
+        held = examined(folder, shlex.split(asked) + shlex.split(args))
+        if held.damaged:
+            print(f'make leaves out {held.damaged}', file=sys.stderr)
             damaged.append(folder)
-            continue
-        if phrases:
+        elif held.departures:
             stale.append(folder)
-            print(f'  {folder}: {"; ".join(phrases)}', file=sys.stderr)
+            print(f'  {folder}: {"; ".join(held.departures)}', file=sys.stderr)
+        elif held.state == 'interrupted':
+            resume.append(folder)
     if stale and force:
         print(f'FORCE=1: {len(stale)} run{"s" * (len(stale) > 1)} above start over with the flags asked for', file=sys.stderr)
     elif stale:
@@ -56,7 +54,7 @@ def before(planned, args, force, into):
               f'To go on: keep them and put this study in another folder (RUNS=...), or start them over with the '
               f'flags asked for (FORCE=1 deletes them)', file=sys.stderr)
     os.makedirs(into, exist_ok=True)
-    for name, folders in (('stale', stale), ('damaged', damaged)):
+    for name, folders in (('stale', stale), ('damaged', damaged), ('resume', resume)):
         runs.write_atomic(os.path.join(into, name), ''.join(f + '\n' for f in folders).encode())
     return 1 if stale and not force else 0
 
@@ -67,15 +65,13 @@ def ended(folders):
     left out as damaged. Returns 1, make's failure, if one was damaged; a divergence is a result."""
     gone, damaged = [], []
     for folder in folders:
-        try:
-            runs.read_checked(folder)
-            if runs.state(folder) == 'diverged':
-                gone.append(folder)
-                print(f'diverged: {folder}, at epoch {runs.read_summary(folder)["diverged_at"]} '
-                      f'(its summary.json; --force starts it over)')
-        except runs.Damaged as e:
+        held = runs.examine(folder)
+        if held.damaged:
             damaged.append(folder)
-            print(f'left out: {e}')
+            print(f'left out: {held.damaged}')
+        elif held.state == 'diverged':
+            gone.append(folder)
+            print(f'diverged: {folder}, at epoch {held.run["summary"]["diverged_at"]} (its summary.json; --force starts it over)')
     if gone:
         print(f'{len(gone)} of {len(folders)} runs diverged; make status shows every run')
     return 1 if damaged else 0

@@ -229,7 +229,7 @@ def stale(found, settings, args):
     for setting in settings:
         for run in found[setting.key].runs:
             asked = shlex.split(flags.command_line(setting.flags)) + ['--seed', str(seed_number(run))] + shlex.split(args)
-            phrases = checks.differences(run['folder'], asked)
+            phrases = checks.examined(run['folder'], asked).departures
             if phrases:
                 lines.append(f'  {run["folder"]}: {"; ".join(phrases)}')
     return lines

@@ -74,13 +74,12 @@ def unended(folders, start_over=()):
     damaged, which are left out, each with a line that says so."""
     todo, damaged = [], []
     for folder in folders:
-        try:
-            runs.read_checked(folder)
-            if folder in start_over or runs.state(folder) not in ('finished', 'diverged'):
-                todo.append(folder)
-        except runs.Damaged as e:
-            print(f'not submitted: {e}')
+        held = runs.examine(folder)
+        if held.damaged:
+            print(f'not submitted: {held.damaged}')
             damaged.append(folder)
+        elif folder in start_over or held.state not in ('finished', 'diverged'):
+            todo.append(folder)
     return todo, damaged
 
 

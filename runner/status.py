@@ -3,16 +3,15 @@
     make status                          every run of the study (EXP=wd: one experiment)
     python -m runner.status RUN...       those run folders
 
-A run is running if a process holds its lock (bookkeeping/locks.py); else its files say whether it
-finished, diverged, was interrupted or has not started (bookkeeping/runs.py). A damaged folder is
+A run is running if a process holds its lock; else its files say whether it finished, diverged,
+was interrupted or has not started (both, bookkeeping/runs.py's examine). A damaged folder is
 a line that says what is wrong and what to do, and exit status 1.
 """
 import argparse
 import math
-import os
 import sys
 
-from bookkeeping import locks, runs
+from bookkeeping import runs
 
 
 def status(folder):
@@ -20,12 +19,11 @@ def status(folder):
     which its process holds until it ends, or finished, diverged, interrupted, not started); epoch k
     of N; the last validation accuracy; its training time, in all once it has ended, so far and, while it
     runs, the time left, until then."""
-    try:
-        runs.read_checked(folder)
-    except runs.Damaged as e:
-        return [folder, f'damaged: {e.name} {e.what}', '', '', str(e).partition('; ')[2]]
-    holder = locks.holder(os.path.join(folder, runs.LOCK))
-    found = f'running ({holder})' if holder else runs.state(folder)
+    held = runs.examine(folder)
+    if held.damaged:
+        return [folder, f'damaged: {held.damaged.name} {held.damaged.what}', '', '', str(held.damaged).partition('; ')[2]]
+    holder = held.holder
+    found = f'running ({holder})' if holder else held.state
     config, rows = runs.read_config(folder), runs.read_metrics(folder)
     if config is None:
         return [folder, found, '', '', '']
