@@ -79,9 +79,9 @@ def test_a_run_in_another_precision_is_not_the_run_asked_for(tmp_path):
     folder = str(tmp_path / 'run')
     write_run(folder, {'lr': 0.1})  # in bf16
     asked = ['--epochs', '15', '--lr', '0.1']
-    assert checks.differences(folder, [*asked, '--precision', 'fp32']) == ['precision bf16, not fp32']
-    assert checks.differences(folder, [*asked, '--precision', 'bf16']) == []
-    assert checks.differences(folder, asked) == [] == checks.differences(folder, [*asked, '--precision', 'auto'])
+    assert checks.examined(folder, [*asked, '--precision', 'fp32']).departures == ['precision bf16, not fp32']
+    assert checks.examined(folder, [*asked, '--precision', 'bf16']).departures == []
+    assert checks.examined(folder, asked).departures == [] == checks.examined(folder, [*asked, '--precision', 'auto']).departures
 
 
 def test_a_diverged_run_has_ended_and_only_a_damaged_one_fails_make(tmp_path, capsys):
