@@ -11,36 +11,20 @@ setting picked by its test accuracy would make that test accuracy an optimistic 
     python data.py [--data-dir data] [--seed 0]    prints Table 1: images per class in each split
 """
 import argparse
-import fcntl
-import glob
-import hashlib
-import http.client
 import os
 import pickle
-import shutil
-import tarfile
-import tempfile
-import urllib.request
 from typing import NamedTuple
 
+from bookkeeping.download import ARCHIVE, DataError, fetch
 from bookkeeping.environment import needs
 needs('numpy', 'torch')  # a Python without them: one line that says which Python, and how to get them
 import numpy as np
 import torch
 
 CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
-URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
-MD5 = 'c58f30108f718f92721af3b95e74349a'
-ARCHIVE = 'cifar-10-python.tar.gz'
-FOLDER = 'cifar-10-batches-py'
-LOCK = 'cifar-10.lock'  # held by the process that downloads or unpacks, see fetch()
 TRAIN_BATCHES = ('data_batch_1', 'data_batch_2', 'data_batch_3', 'data_batch_4', 'data_batch_5')
 TEST_BATCH = 'test_batch'
 VAL_FRACTION = 0.2  # 1,000 of each class's 5,000 training images: 10,000 in all, as in the report
-
-
-class DataError(Exception):
-    """The data set is missing or unreadable; the message says where and what to do."""
 
 
 def load_cifar10(root, download=True):
@@ -49,7 +33,7 @@ def load_cifar10(root, download=True):
     Reads root/cifar-10-batches-py/ itself rather than through torchvision's CIFAR10 class,
     so any copy in the official format works, not only the files with the official md5 sums.
     """
-    folder = fetch(root, download)
+    folder = fetch(root, download)  # downloaded and unpacked if need be: once, whoever asks first
     train = [read_batch(os.path.join(folder, name)) for name in TRAIN_BATCHES]
     test_x, test_y = read_batch(os.path.join(folder, TEST_BATCH))
     return torch.cat([x for x, _ in train]), torch.cat([y for _, y in train]), test_x, test_y
@@ -170,90 +154,6 @@ def load_splits(root, seed, device, train_subset=None, eval_subset=None):
     split = lambda x, y, idx: Split(x[idx].to(device), y[idx].to(device), idx)
     return (split(train_x, train_y, train_idx), split(train_x, train_y, val_idx), split(test_x, test_y, test_idx),
             mean.to(device), std.to(device))
-
-
-# ---------------------------------------------------------------------------------------------
-# Fetching the data set: once, whoever asks first, and whole or not at all.
-
-
-def fetch(root, download=True):
-    """Make sure root/cifar-10-batches-py/ is there and return its path: unpack root/cifar-10-python.tar.gz
-    if it is not, downloading and checking the archive first if need be. Does nothing when the folder
-    is there; raises DataError, with one line saying what to do, when it cannot make it."""
-    folder, archive = os.path.join(root, FOLDER), os.path.join(root, ARCHIVE)
-    where = f'put {ARCHIVE} (from {URL}) in {root}/, or its unpacked {FOLDER}/ folder'
-    if os.path.isdir(folder):
-        return folder
-    if not download and not os.path.isfile(archive):
-        raise DataError(f'CIFAR-10 is not in {folder}: {where}')
-    with locked(root, where):
-        if os.path.isdir(folder):  # made by the process we waited for
-            return folder
-        for leftover in glob.glob(os.path.join(root, '.unpacking-*')):  # of a process killed mid-unpack
-            shutil.rmtree(leftover)
-        if os.path.exists(archive + '.part'):  # of a process killed mid-download
-            os.remove(archive + '.part')
-        if not os.path.isfile(archive):
-            download_archive(root, archive, where)
-        unpack(root, archive, where)
-    return folder
-
-
-def locked(root, where):
-    """root/cifar-10.lock, open and locked by this process, which waits for the lock if need be.
-    Closing the file (the end of a `with` block) gives the lock up (flock(2), as in bookkeeping/locks.py)."""
-    # `make -j3` on a fresh clone, or a Slurm job array, starts several processes here at once: the
-    # first to take the lock fetches, the others wait for it and then find the folder made. The
-    # kernel frees the lock when its holder dies, even by kill -9. The file is never removed: a
-    # process that removed it could let two others each lock a file of that name.
-    try:
-        os.makedirs(root, exist_ok=True)
-        lock = open(os.path.join(root, LOCK), 'a')
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f'waiting for another process to fetch CIFAR-10 into {root}/', flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        return lock
-    except OSError as e:  # a read-only folder, or a file system without locks (Lustre mounted noflock)
-        raise DataError(f'cannot lock {os.path.join(root, LOCK)} to fetch CIFAR-10 ({e}): {where}') from None
-
-
-def download_archive(root, archive, where):
-    """URL to root/cifar-10-python.tar.gz, if its md5 is MD5."""
-    print(f'downloading {URL} to {root}/', flush=True)
-    partial = archive + '.part'  # only a download that passed its md5 check gets the archive's name
-    try:
-        with urllib.request.urlopen(URL, timeout=60) as response, open(partial, 'wb') as f:
-            shutil.copyfileobj(response, f)  # 163 MB; the timeout bounds each wait, not the whole
-            if getattr(response, 'length', None):  # bytes still due: http.client ends a cut-off body quietly
-                raise ValueError(f'the connection closed {response.length:,} bytes before the end')
-        with open(partial, 'rb') as f:
-            md5 = hashlib.file_digest(f, 'md5').hexdigest()
-        if md5 != MD5:
-            raise ValueError(f'its md5 is {md5}, not {MD5}')
-        os.replace(partial, archive)
-    except (OSError, ValueError, http.client.HTTPException) as e:  # no network (an OSError), a broken reply, a bad file
-        raise DataError(f'could not download CIFAR-10 ({e}): {where}') from None
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-
-
-def unpack(root, archive, where):
-    """root/cifar-10-python.tar.gz to root/cifar-10-batches-py/."""
-    print(f'unpacking {archive}', flush=True)
-    # Unpacked beside the data set, then renamed into place in one step: a process that finds the
-    # folder there never reads half of it, and one killed mid-way leaves only an .unpacking-* folder.
-    unpacking = tempfile.mkdtemp(dir=root, prefix='.unpacking-')
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(unpacking, filter='data')
-        os.rename(os.path.join(unpacking, FOLDER), os.path.join(root, FOLDER))
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DataError(f'{archive} is not a readable CIFAR-10 archive ({e}): delete it and {where}') from None
-    finally:
-        shutil.rmtree(unpacking, ignore_errors=True)
 
 
 def main():

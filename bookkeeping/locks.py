@@ -1,4 +1,4 @@
-"""Locks that die with their process: one process per run folder, one run per GPU.
+"""Locks that die with their process: one process per run folder, one run per GPU, one fetch of the data set.
 
 flock(2) locks a file for as long as the process that took the lock keeps it open. When the
 process ends, however it ends (kill -9, a node that reboots its jobs, a Slurm time limit), the
@@ -15,21 +15,26 @@ import socket
 import time
 
 
-def acquire(path):
+def acquire(path, waiting=None):
     """Take the lock of the file at `path` (made if missing): returns the file descriptor that
-    holds it, for release(), or None, having taken nothing, if another process holds it."""
+    holds it, for release(). If another process holds it: None, having taken nothing; or, given
+    `waiting`, that line, printed once, and the descriptor once the holder lets go."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # OSError if something else stands at path, a folder say
     for _ in range(10):  # someone only looking (holder()) holds it for microseconds; a run, for hours
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
         except BlockingIOError:
             time.sleep(0.05)
-            continue
-        os.ftruncate(fd, 0)
-        os.write(fd, f'{os.getpid()} {socket.gethostname()}\n'.encode())
-        return fd
-    os.close(fd)
-    return None
+    else:
+        if waiting is None:
+            os.close(fd)
+            return None
+        print(waiting, flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.write(fd, f'{os.getpid()} {socket.gethostname()}\n'.encode())
+    return fd
 
 
 def release(fd):

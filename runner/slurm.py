@@ -19,8 +19,7 @@ import subprocess
 import sys
 import time
 
-import data
-from bookkeeping import flags, runs
+from bookkeeping import download, flags, runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project: each task runs make there
 TASK = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'slurm_task.sh')
@@ -89,8 +88,8 @@ def put_data_in_place(make_variables):
     words = shlex.split(next((v.partition('=')[2] for v in make_variables if v.startswith('ARGS=')), ''))
     data_dir = os.path.join(ROOT, flags.parser().parse_known_args(words)[0].data_dir)  # the tasks run in ROOT
     try:
-        data.fetch(data_dir)
-    except data.DataError as e:
+        download.fetch(data_dir)
+    except download.DataError as e:
         raise SystemExit(f'slurm.py: error: nothing submitted: the compute nodes read CIFAR-10 from {data_dir}, '
                          f'and {e}') from None
 

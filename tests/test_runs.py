@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import data
-from bookkeeping import locks
+from bookkeeping import download, locks
 from bookkeeping import runs
 import train
 from bookkeeping import flags
@@ -261,7 +261,7 @@ def test_a_checkpoint_from_an_older_train_py_is_refused(capsys, tiny, finished, 
 
 
 def test_a_missing_data_set_offline_is_one_line_and_writes_nothing(capsys, tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, 'URL', (tmp_path / 'offline').as_uri())  # stands for an unreachable server
+    monkeypatch.setattr(download, 'URL', (tmp_path / 'offline').as_uri())  # stands for an unreachable server
     err = one_line_error(capsys, ['--data-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')], 1)
     assert 'could not download CIFAR-10' in err and 'cifar-10-python.tar.gz' in err
     assert not (tmp_path / 'run').exists()

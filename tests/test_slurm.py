@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-import data
+from bookkeeping import download
 from runner import slurm
 import test_makefile
 import test_study
@@ -128,7 +128,7 @@ def test_the_data_set_is_put_in_place_before_the_study_is_submitted(monkeypatch,
 
 
 def test_no_data_set_and_no_download_submits_nothing_with_one_line(monkeypatch, tmp_path):
-    monkeypatch.setattr(data, 'URL', (tmp_path / 'offline').as_uri())  # stands for an unreachable server
+    monkeypatch.setattr(download, 'URL', (tmp_path / 'offline').as_uri())  # stands for an unreachable server
     error = submitted_without_sbatch(monkeypatch, tmp_path, tmp_path / 'data')
     assert error.startswith('slurm.py: error: nothing submitted: the compute nodes read CIFAR-10 from ')
     assert 'could not download CIFAR-10' in error and len(error.splitlines()) == 1
