@@ -48,12 +48,6 @@ NORMAL_95 = statistics.NormalDist().inv_cdf(0.975)  # 1.96: 95% of a normal lies
 METRICS = ['train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc']
 
 
-class Found(NamedTuple):
-    """What the runs folder holds for one setting: its runs, and the damaged ones left out."""
-    runs: list       # runs.read()'s dicts
-    left_out: list   # runs.Damaged, one per run folder left out
-
-
 class Estimate(NamedTuple):
     """An accuracy with its uncertainty. Several seeds: their mean, their standard deviation, the
     standard error of the mean, and how many. One run: its accuracy, no sd, and its binomial
@@ -117,31 +111,7 @@ setting. The report's numbers are one family, our comparisons with a test anothe
 
 
 # ---------------------------------------------------------------------------------------------
-# Finding the runs of each setting.
-
-
-def collect(runs_dir, the_study):
-    """For each setting of the study, by its key: its runs, RUNS/experiment/folder/seedN, in the
-    order of N, and those left out because a file of theirs is damaged (each named in one line)."""
-    found = {}
-    for setting in the_study.settings():
-        top = os.path.join(runs_dir, setting.experiment, setting.folder)
-        seeds = sorted((d for d in (os.listdir(top) if os.path.isdir(top) else []) if d[4:].isdigit() and d.startswith('seed')),
-                       key=lambda d: int(d[4:]))
-        setting_runs, damaged = [], []
-        for seed in seeds:
-            try:
-                run = runs.read(os.path.join(top, seed))
-            except runs.Damaged as e:
-                print(f'left out: {e}')
-                damaged.append(e)
-                continue
-            if run:
-                setting_runs.append(run)
-        if not setting_runs and not damaged:
-            print(f'skipped: {setting.experiment}, {setting.label}: no run in {top}/')
-        found[setting.key] = Found(setting_runs, damaged)
-    return found
+# The runs of each setting (runs.collect finds them): how they depart from it, and their numbers.
 
 
 def departures(setting, found_runs):
@@ -519,7 +489,7 @@ def main(argv=None):
     except DataError as e:
         print(f'skipped: Figure 1 and Table 1: {e}')
         train_x = train_y = None
-    found = collect(args.runs, the_study)
+    found = runs.collect(args.runs, the_study)
     written = [] if args.figures else tables(args, the_study, found, train_y)
     written += [] if args.tables else write_figures(args, the_study, found, train_x, train_y)
     print(f'wrote {", ".join(written)} in {args.out}/')

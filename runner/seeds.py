@@ -12,7 +12,7 @@ anyone can afford (the Conclusions' "seeds to settle"). So, as Colas, Sigaud and
 comparisons still open, and look again.
 
 A round:
- 1. Read the runs of every setting in play (report.collect) and judge each comparison of a claim,
+ 1. Read the runs of every setting in play (runs.collect) and judge each comparison of a claim,
     its winner against one rival, by the tables' own test (report.our_margin), as one of
       settled     at a look so far (below), Welch's p over the seeds was below the threshold
       at the cap  both have MAX_SEEDS seeds, and it is not settled: within noise, for good
@@ -56,7 +56,7 @@ import sys
 from typing import NamedTuple
 
 import report
-from bookkeeping import flags, study
+from bookkeeping import flags, runs, study
 from runner import checks, slurm
 from stats import ALPHA, sequential_alpha
 
@@ -84,7 +84,7 @@ class Look(NamedTuple):
 
 
 def look(comparison, found, max_seeds):
-    """Judge one comparison from `found` (report.collect's): settled, at the cap, stuck or open."""
+    """Judge one comparison from `found` (runs.collect's): settled, at the cap, stuck or open."""
     pair = (comparison.winner, comparison.rival)
     for shown in pair:
         setting_found = found[shown.setting.key]
@@ -130,7 +130,7 @@ def plan(comparisons, found, max_seeds):
 
 
 def seed_number(run):
-    """N, of a run in RUNS/EXPERIMENT/SETTING/seedN (report.collect reads only those)."""
+    """N, of a run in RUNS/EXPERIMENT/SETTING/seedN (runs.collect reads only those)."""
     return int(os.path.basename(run['folder'])[len('seed'):])
 
 
@@ -236,10 +236,10 @@ def stale(found, settings, args):
 
 
 def read(runs_dir, the_study, experiments):
-    """report.collect of the chosen experiments, without its line for each setting with no run yet:
+    """runs.collect of the chosen experiments, without its line for each setting with no run yet:
     what is damaged, a Look says."""
     with contextlib.redirect_stdout(io.StringIO()):
-        return report.collect(runs_dir, the_study._replace(experiments=experiments))
+        return runs.collect(runs_dir, the_study._replace(experiments=experiments))
 
 
 def parse(argv):
