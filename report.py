@@ -416,37 +416,39 @@ def results_table(experiment, found):
 
 
 # ---------------------------------------------------------------------------------------------
-# Everything, from the command line.
+# What Figures 2-10 hold.
+
+
+def curves(the_study, found):
+    """Figures 2 and 4-9: for each experiment its figure's number, name and title, and a column per
+    setting with runs: its label, its runs, and what they are where unfinished."""
+    return [(experiment.figure, experiment.name, experiment.title,
+             [(shown.label, found[shown.setting.key].runs, progress(found[shown.setting.key].runs))
+              for shown in experiment.rows() if found[shown.setting.key].runs])
+            for experiment in the_study.experiments]
+
+
+class NoisePoint(NamedTuple):
+    """One setting of Figure 10: its name, the report's accuracy and ours (an Estimate or None),
+    and whether our runs depart from the report's setting or are unfinished."""
+    name: str
+    report: Estimate | None
+    ours: Estimate | None
+    departs: bool
 
 
 def noise_panels(the_study, found):
     """Figure 10's data: a panel per table, a point per setting, the report's estimate beside ours."""
-    return [(experiment.title, [figures.NoisePoint(shown.label, report_accuracy(shown.setting, 'val'),
-                                                   accuracy(found[shown.setting.key].runs, 'val'),
-                                                   bool(departures(shown.setting, found[shown.setting.key].runs)
-                                                        or progress(found[shown.setting.key].runs)))
+    return [(experiment.title, [NoisePoint(shown.label, report_accuracy(shown.setting, 'val'),
+                                           accuracy(found[shown.setting.key].runs, 'val'),
+                                           bool(departures(shown.setting, found[shown.setting.key].runs)
+                                                or progress(found[shown.setting.key].runs)))
                                 for shown in experiment.rows()])
             for experiment in the_study.experiments if experiment.table]
 
 
-def write_figures(args, the_study, found, train_x, train_y):
-    """Every figure there is something to draw for; returns the names of the files written."""
-    written = []
-    def save(fig, name):
-        figures.save(fig, os.path.join(args.out, name))
-        written.append(name)
-    if train_x is not None:
-        batch = split_for(train_y, args.seed)[0][:args.batch]
-        save(figures.first_batch(train_x[batch], train_y[batch], CLASSES), 'figure1_first_batch.png')
-    save(figures.cosine([cosine_lr(e, 300, 0.01) for e in range(300)], 0.01), 'figure3_cosine.png')
-    for experiment in the_study.experiments:
-        columns = [(shown.label, found[shown.setting.key].runs, progress(found[shown.setting.key].runs))
-                   for shown in experiment.rows() if found[shown.setting.key].runs]
-        if columns:
-            save(figures.curves(experiment.figure, experiment.title, columns),
-                 f'figure{experiment.figure}_{experiment.name}.png')
-    save(figures.noise(the_study.noise_figure, noise_panels(the_study, found)), f'figure{the_study.noise_figure}_noise.png')
-    return written
+# ---------------------------------------------------------------------------------------------
+# Everything, from the command line.
 
 
 def tables(args, the_study, found, train_y):
@@ -491,7 +493,11 @@ def main(argv=None):
         train_x = train_y = None
     found = runs.collect(args.runs, the_study)
     written = [] if args.figures else tables(args, the_study, found, train_y)
-    written += [] if args.tables else write_figures(args, the_study, found, train_x, train_y)
+    batch = None if train_y is None else split_for(train_y, args.seed)[0][:args.batch]
+    written += [] if args.tables else figures.write(
+        args.out, None if batch is None else (train_x[batch], train_y[batch], CLASSES),
+        ([cosine_lr(e, 300, 0.01) for e in range(300)], 0.01), curves(the_study, found),
+        (the_study.noise_figure, noise_panels(the_study, found)))
     print(f'wrote {", ".join(written)} in {args.out}/')
     damaged = [d for f in found.values() for d in f.left_out]
     if damaged:
