@@ -56,7 +56,7 @@ import sys
 from typing import NamedTuple
 
 import report
-from bookkeeping import flags, runs, study
+from bookkeeping import flags, runs, study, tables
 from runner import checks, slurm
 from stats import ALPHA, sequential_alpha
 
@@ -100,7 +100,7 @@ def look(comparison, found, max_seeds):
         return Look(comparison, 'open', f'{len(done[0])} and {len(done[1])} seeds: the first look needs 2 a setting')
     for n in range(2, min(have, max_seeds) + 1):  # every look so far, at n seeds a setting: each one's first n
         margin = report.our_margin(done[0][:n], done[1][:n])
-        said = f'{report.points(margin)}, {margin.test}: {report.exact_p(margin.p)}'
+        said = f'{tables.points(margin)}, {margin.test}: {tables.p_text(margin.p, exact=True)}'
         if margin.p < threshold:
             return Look(comparison, 'settled', f'{"reproduced" if margin.difference > 0 else "reversed"}: {said} '
                                                f'< {threshold:.4g}')

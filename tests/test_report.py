@@ -19,6 +19,7 @@ import pytest
 
 from bookkeeping import figures
 from bookkeeping.runs import collect
+from bookkeeping.tables import UNCERTAINTY_RULE
 import report
 import stats
 from bookkeeping import study
@@ -334,7 +335,7 @@ def test_table1_counts_each_class_of_the_split(tmp_path, cifar_root):
     and 5 of each, a tenth of each split. Every table says how its uncertainties are computed."""
     tables = tables_of(tmp_path / 'no-runs', tmp_path, data_dir=cifar_root)
     assert '| airplane | 20 | 10.0 | 5 | 10.0 |' in tables and '| total | 200 | 100.0 | 50 | 100.0 |' in tables
-    assert tables.count(report.UNCERTAINTY_RULE) == 6  # under Tables 2-7
+    assert tables.count(UNCERTAINTY_RULE) == 6  # under Tables 2-7
 
 
 # ---------------------------------------------------------------------------------------------
