@@ -12,10 +12,12 @@ seeds would settle it.
 
 What to show comes from study.toml (bookkeeping/study.py): each experiment's settings, the report's numbers,
 the claims. What is shown is made from what the runs wrote (bookkeeping/runs.py reads their folders), laid out
-as the Makefile lays them out: RUNS/EXPERIMENT/SETTING/seedN/. A run whose training flags depart
-from its setting's (fewer epochs, a training or evaluation subset, another batch size...) says so
-wherever its numbers appear; several seeds of a setting give their mean, with their spread; a run
-with a damaged file is left out, and each table and verdict it would have been in says so.
+as the Makefile lays them out: RUNS/EXPERIMENT/SETTING/seedN/. Here is every number and verdict, as
+plain values; bookkeeping/tables.py writes them as markdown and bookkeeping/figures.py draws them. A
+run whose training flags depart from its setting's (fewer epochs, a training or evaluation subset,
+another batch size...) says so wherever its numbers appear; several seeds of a setting give their
+mean, with their spread; a run with a damaged file is left out, and each table and verdict it would
+have been in says so.
 
   Figure 1   the first 128 images of the training split, in its seeded order, with class names
   Table 1    images per class in the training and validation splits
@@ -36,7 +38,7 @@ from bookkeeping.environment import needs
 needs('torch', 'matplotlib')  # a Python without them: one line that says which Python, and how to get them
 import torch
 
-from bookkeeping import figures, flags, runs, study
+from bookkeeping import figures, flags, runs, study, tables
 from data import CLASSES, DataError, class_table, load_cifar10, split_for
 from schedule import cosine_lr
 from stats import (ALPHA, binomial_se, holm, mcnemar_p, mean_sd_sem, normal_p, seeds_needed, seeds_needed_roughly,
@@ -46,12 +48,7 @@ REPORT_IMAGES = 10_000  # the report's validation set, and its test set
 SEEDS_CAP = 20          # the most seeds a setting the Conclusions count to; past it, they say roughly how many
 NORMAL_95 = statistics.NormalDist().inv_cdf(0.975)  # 1.96: 95% of a normal lies within 1.96 sd of its mean
 METRICS = ['train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc']
-
-
-class Found(NamedTuple):
-    """What the runs folder holds for one setting: its runs, and the damaged ones left out."""
-    runs: list       # runs.read()'s dicts
-    left_out: list   # runs.Damaged, one per run folder left out
+ACCURACIES = ('val_acc', 'test_acc')  # the numbers measured on images, so with an uncertainty of their own
 
 
 class Estimate(NamedTuple):
@@ -79,116 +76,9 @@ class Margin(NamedTuple):
     test: str
 
 
-UNCERTAINTY_RULE = ('Each ± says what it is. Validation and test accuracy: one run ± its binomial standard error (se), '
-                    '√(p(1−p)/n) on its n images (the report\'s: n = 10,000); several seeds: their mean ± their standard '
-                    'deviation (sd), with the standard error of the mean (sem = sd/√seeds). Other columns: mean ± sd over '
-                    'seeds. Figure 10 draws 95% intervals: 1.96 se for one run, t(seeds − 1) sem for several. '
-                    '"ours" says where our runs depart from the report\'s setting.')
-CONCLUSIONS_RULES = f"""\
-Δ: the final validation accuracy of the claim's winner minus that of the setting in "against", in points, ± its \
-standard error. A difference is beyond noise when noise alone would make one as large less often than \
-{ALPHA:.0%} of the time (two-sided p < {ALPHA}). A claim that a setting is the best holds only against every rival.
-
-- **The report** ran each setting once and gives only its numbers: z = Δ / √(se₁² + se₂²), each se the binomial \
-standard error on its 10,000 validation images.
-- **Ours**: McNemar's exact test when each setting has one finished run on the same validation images (the same \
---seed and --eval-subset), on the images exactly one of the two gets right (Dietterich 1998); Welch's t-test over \
-the seeds when both have two or more; otherwise z, as for the report.
-- **What each leaves out.** The binomial standard error and McNemar's test see only the luck of which images are \
-in the validation set, not the randomness of training itself (initial weights, data order, augmentation): two \
-seeds of one setting differ by more than they allow. Only several seeds see that (`make study SEEDS='0 1 2'`).
-- **Verdicts**: *reproduced* (ours is beyond noise, the same way), *reversed* (beyond noise, the other way), \
-*within noise*, *not run yet* (no finished run of one of the two), or which of the two *diverged* (its loss \
-became nan or inf, and the run stopped). A verdict on runs that depart from the report's setting says on what it stands.
-- **Seeds to settle**, for a comparison within noise (ours where we have runs, else the report's): how many seeds \
-a setting a t-test over seeds needs to tell its margin apart four times in five (power 0.80, two-sided α 0.05), \
-taking the margin seen as the true one (Colas, Sigaud and Oudeyer 2018, "How many random seeds?"; \
-stats.seeds_needed). The spread of one seed's accuracy is the standard deviation of a setting's seeds where it has \
-two or more. With one run it is the binomial standard error of its accuracy: a floor, since another seed also \
-draws other weights, another data order and other augmentations, so the count is *at least* that, and training \
-noise adds. Past {SEEDS_CAP} seeds a setting it says roughly how many (stats.seeds_needed_roughly). `make seeds` \
-adds seeds only where a comparison is open, a round at a time (runner/seeds.py).
-- **Holm's correction.** A family of comparisons at α 0.05 each (the report's claims make eleven): even if no \
-setting differed from another, about one in twenty would pass by chance. Holm's step-down rule (Holm 1979; \
-stats.holm) keeps the chance of calling even one of the family real by chance at α: it compares the smallest p of \
-m with α/m, the next with α/(m − 1), and so on, and stops at the first that is not below its threshold; it and \
-every larger p stay within noise. It holds whatever the dependence between the comparisons, and several share a \
-setting. The report's numbers are one family, our comparisons with a test another."""
-
-
 # ---------------------------------------------------------------------------------------------
-# Finding the runs of each setting.
-
-
-def collect(runs_dir, the_study):
-    """For each setting of the study, by its key: its runs, RUNS/experiment/folder/seedN, in the
-    order of N, and those left out because a file of theirs is damaged (each named in one line)."""
-    found = {}
-    for setting in the_study.settings():
-        top = os.path.join(runs_dir, setting.experiment, setting.folder)
-        seeds = sorted((d for d in (os.listdir(top) if os.path.isdir(top) else []) if d[4:].isdigit() and d.startswith('seed')),
-                       key=lambda d: int(d[4:]))
-        setting_runs, damaged = [], []
-        for seed in seeds:
-            try:
-                run = runs.read(os.path.join(top, seed))
-            except runs.Damaged as e:
-                print(f'left out: {e}')
-                damaged.append(e)
-                continue
-            if run:
-                setting_runs.append(run)
-        if not setting_runs and not damaged:
-            print(f'skipped: {setting.experiment}, {setting.label}: no run in {top}/')
-        found[setting.key] = Found(setting_runs, damaged)
-    return found
-
-
-def departures(setting, found_runs):
-    """How the runs depart from their setting's flags, in flags.departures' words ('epochs 3, not 15',
-    'train-subset 8000, not none'), each once; [] for runs of the setting itself. Another seed is
-    the same setting."""
-    notes = []
-    for run in found_runs:
-        have = run['config']['flags']
-        notes += flags.departures(have, setting.flags | {'seed': have.get('seed', flags.DEFAULTS['seed'])})
-    return list(dict.fromkeys(notes))  # once each, in order
-
-
-def final(run):
-    """A run's final numbers: its last epoch's line, and the test numbers once it has finished."""
-    last, summary = run['metrics'][-1], run['summary'] or {}
-    return {k: summary.get(k) if k.startswith('test') else last[k] for k in METRICS}
-
-
-def diverged(run):
-    return 'diverged_at' in (run['summary'] or {})
-
-
-def finished(found_runs):
-    """The runs that ended with their numbers: a summary, and no divergence."""
-    return [r for r in found_runs if r['summary'] and not diverged(r)]
-
-
-def progress(found_runs):
-    """'' when every run has finished, else what the others are: in progress, or diverged."""
-    notes = [f'in progress: epoch {len(r["metrics"])}/{r["config"]["flags"]["epochs"]}' for r in found_runs
-             if not r['summary']]
-    return '; '.join(notes + [f'diverged at epoch {r["summary"]["diverged_at"]}' for r in found_runs if diverged(r)])
-
-
-# ---------------------------------------------------------------------------------------------
-# Our accuracies and the report's, with their uncertainty, and the verdict on each claim.
-
-
-def accuracy(found_runs, split):
-    """Our final accuracy on 'val' or 'test' over the runs of one setting that have not diverged,
-    or None before any has one."""
-    found_runs = [r for r in found_runs if not diverged(r)]
-    values = [v for v in (final(r)[f'{split}_acc'] for r in found_runs) if v is not None]
-    if len(values) > 1:
-        return Estimate(*mean_sd_sem(values), seeds=len(values))
-    return Estimate(values[0], None, binomial_se(values[0], found_runs[0]['config']['sizes'][split])) if values else None
+# How a claim is judged against the noise: the report's margins by z, ours by McNemar's test or
+# Welch's, each accuracy with its uncertainty.
 
 
 def report_accuracy(setting, split):
@@ -244,35 +134,64 @@ def verdict(margin):
     return 'within noise' if margin.p >= ALPHA else 'reproduced' if margin.difference > 0 else 'reversed'
 
 
-def points(margin):
-    return f'{100 * margin.difference:+.2f} ± {100 * margin.se:.2f} (se)'
+def accuracy(found_runs, split):
+    """Our final accuracy on 'val' or 'test' over the runs of one setting that have not diverged,
+    or None before any has one."""
+    found_runs = [r for r in found_runs if not diverged(r)]
+    values = [v for v in (final(r)[f'{split}_acc'] for r in found_runs) if v is not None]
+    if len(values) > 1:
+        return Estimate(*mean_sd_sem(values), seeds=len(values))
+    return Estimate(values[0], None, binomial_se(values[0], found_runs[0]['config']['sizes'][split])) if values else None
 
 
-def p_text(p):
-    return 'p < 0.001' if p < 0.001 else f'p = {p:.3f}'
+def final(run):
+    """A run's final numbers: its last epoch's line, and the test numbers once it has finished."""
+    last, summary = run['metrics'][-1], run['summary'] or {}
+    return {k: summary.get(k) if k.startswith('test') else last[k] for k in METRICS}
+
+
+def diverged(run):
+    return 'diverged_at' in (run['summary'] or {})
+
+
+def finished(found_runs):
+    """The runs that ended with their numbers: a summary, and no divergence."""
+    return [r for r in found_runs if r['summary'] and not diverged(r)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The Conclusions: each claim judged, alone and as one of a family, and what would settle it.
+
+
+class Compared(NamedTuple):
+    """A claim's winner against one of its rivals, as the Conclusions show it."""
+    claim: str               # the claim's text, on its first comparison only
+    winner: str
+    rival: str
+    theirs: Margin | None    # the report's margin, by z; None where it has no number for one of the two
+    beyond: bool             # whether the report's margin alone is beyond noise, p < ALPHA
+    ours: Margin | None      # ours, by our_margin's test; None while either has no finished run
+    verdict: str             # ours, and what it stands on (judged)
+    their_holm: 'Held | None'  # with Holm's correction across the report's margins; None outside them
+    our_holm: 'Held | None'    # across ours
+    seeds: 'Seeds | None'      # what would settle a comparison within noise; None for one beyond it
 
 
 def conclusions(the_study, found):
-    """The Conclusions section: for each claim and each setting it says its winner beats, the
-    report's margin and whether it is beyond noise, ours, and the verdict; then, for each of these
-    comparisons, the verdicts with Holm's correction across the family, and for those within noise
-    the seeds that would settle them."""
-    lines = ['## Conclusions: which of the report\'s claims survive the noise', '',
-             '| the report\'s claim | against | report: Δ val acc | beyond one run\'s noise? | '
-             'ours: Δ val acc | our test | verdict |',
-             '|---|---|---:|---|---:|---|---|']
-    compared = []  # (the pair, the report's margin, ours), in the table's order
-    for claim in the_study.claims:
-        winner = found[claim.winner.setting.key]
-        for i, rival in enumerate(claim.rivals):
-            theirs = report_margin(claim.winner.setting, rival.setting)
-            ours = our_margin(finished(winner.runs), finished(found[rival.setting.key].runs))
-            compared.append(((claim.winner, rival), theirs, ours))
-            lines.append(f'| {claim.text if i == 0 else ""} | {rival.label} | {points(theirs) if theirs else "no number"} | '
-                         f'{(("yes, " if theirs.p < ALPHA else "no, ") + p_text(theirs.p)) if theirs else ""} | '
-                         f'{points(ours) if ours else ""} | {f"{ours.test}: {p_text(ours.p)}" if ours else ""} | '
-                         f'{judged(ours, (claim.winner, rival), found)} |')
-    return '\n'.join(lines + [''] + settling(compared, found) + ['', CONCLUSIONS_RULES])
+    """The Conclusions: for each claim and each setting it says its winner beats, a Compared: the
+    report's margin and whether it is beyond noise, ours, the verdict, each with Holm's correction
+    across its family, and for those within noise the seeds that would settle them. Then, for the
+    report's family and for ours, (m, beyond noise alone, beyond with Holm's), or None if empty."""
+    pairs = [(claim.text if i == 0 else '', (claim.winner, rival))
+             for claim in the_study.claims for i, rival in enumerate(claim.rivals)]
+    theirs = [report_margin(winner.setting, rival.setting) for _, (winner, rival) in pairs]
+    ours = [our_margin(*(finished(found[shown.setting.key].runs) for shown in pair)) for _, pair in pairs]
+    their_holm = with_holm(theirs, lambda margin: 'beyond noise')
+    our_holm = with_holm(ours, lambda margin: 'reproduced' if margin.difference > 0 else 'reversed')
+    compared = [Compared(text, pair[0].label, pair[1].label, a, a is not None and a.p < ALPHA, b,
+                         judged(b, pair, found), held_a, held_b, to_settle(pair, a, b, found))
+                for (text, pair), a, b, held_a, held_b in zip(pairs, theirs, ours, their_holm, our_holm)]
+    return compared, [family(theirs), family(ours)]
 
 
 def judged(ours, pair, found):
@@ -301,109 +220,109 @@ def left_out(setting_found):
     return ', '.join(f'{os.path.basename(d.folder)} (damaged)' for d in setting_found.left_out)
 
 
-# ---------------------------------------------------------------------------------------------
-# What would settle each comparison, and what a family of comparisons costs.
+class Held(NamedTuple):
+    """A margin under Holm's rule: its verdict, whether its step called it beyond noise, the step's
+    m - i (its p held to ALPHA / (m - i)), and whether its p is below that threshold: it may be, and
+    stay within noise, when a smaller p failed its own step first, since the steps stop there."""
+    verdict: str
+    rejected: bool
+    step: int
+    below: bool
 
 
-def settling(compared, found):
-    """The Conclusions' second table: each comparison's verdict with Holm's correction across its
-    family, the report's numbers one family and our tests another, and for a comparison within
-    noise the seeds a setting that would settle it; under it, what chance alone would pass."""
-    their_margins = [theirs for _, theirs, _ in compared if theirs]
-    our_margins = [ours for _, _, ours in compared if ours]
-    their_cells = holm_cells(their_margins, lambda margin: 'beyond noise', 'within noise')
-    our_cells = holm_cells(our_margins, lambda margin: 'reproduced' if margin.difference > 0 else 'reversed', 'within noise')
-    lines = ['### With Holm\'s correction, and the seeds that would settle each comparison', '',
-             '| comparison | the report, with Holm\'s correction | ours, with Holm\'s correction | seeds to settle |',
-             '|---|---|---|---|']
-    for pair, theirs, ours in compared:
-        lines.append(f'| {pair[0].label} against {pair[1].label} | {next(their_cells) if theirs else ""} | '
-                     f'{next(our_cells) if ours else ""} | {to_settle(pair, theirs, ours, found)} |')
-    return lines + ['', by_chance(their_margins, 'these {} comparisons, by the report\'s numbers,',
-                                  'The report has no numbers for them.')
-                    + ' ' + by_chance(our_margins, 'the {} with a test of ours,', 'None has a test of ours yet.')]
-
-
-def holm_cells(margins, called, kept):
-    """A cell for each margin, in order: Holm's verdict across all of them (stats.holm), and the
-    threshold its step held its p to, alpha / (m - i) for the i-th smallest of m."""
-    pvalues = [margin.p for margin in margins]
+def with_holm(margins, called):
+    """A Held for each margin, in order, None for a missing one: Holm's verdict across all of them
+    (stats.holm), `called(margin)` or 'within noise', and the threshold its step held its p to,
+    alpha / (m - i) for the i-th smallest of m."""
+    family_ = [margin for margin in margins if margin]
+    pvalues = [margin.p for margin in family_]
     step = {j: len(pvalues) - i for i, j in enumerate(sorted(range(len(pvalues)), key=lambda j: pvalues[j]))}
-    for j, (margin, rejected) in enumerate(zip(margins, holm(pvalues))):
-        threshold = f'{ALPHA}/{step[j]} = {ALPHA / step[j]:.4f}'
-        if rejected:
-            yield f'{called(margin)}: {exact_p(margin.p)}, below {threshold}'
-        elif margin.p < ALPHA / step[j]:  # below its own threshold, yet a smaller p stopped the steps before it
-            yield f'{kept}: {exact_p(margin.p)}, below {threshold}, but a smaller p was not below its own'
-        else:
-            yield f'{kept}: {exact_p(margin.p)}, not below {threshold}'
+    held = iter([Held(called(margin) if rejected else 'within noise', rejected, step[j], margin.p < ALPHA / step[j])
+                 for j, (margin, rejected) in enumerate(zip(family_, holm(pvalues)))])
+    return [next(held) if margin else None for margin in margins]
 
 
-def exact_p(p):
-    """p to three places, or to two figures below 0.001, where Holm's thresholds can lie."""
-    return f'p = {p:.3f}' if p >= 0.001 or p == 0 else f'p = {p:.1e}'
-
-
-def by_chance(margins, which, none):
-    """How many of a family of comparisons chance alone would call beyond noise, and how many are;
-    `which` names the family, its size in {}; `none` is said of a family with no comparison."""
-    if not margins:
-        return none
-    m, beyond, kept = len(margins), sum(margin.p < ALPHA for margin in margins), sum(holm([x.p for x in margins]))
-    return (f'Of {which.format(m)} about {m} × {ALPHA} = {m * ALPHA:.2f} would be beyond noise by chance '
-            f'alone at α {ALPHA}, were no setting better than another: {beyond} are at p < {ALPHA}, and {kept} stay '
-            f'beyond noise with Holm\'s correction, which holds the chance of even one such call by chance at {ALPHA}.')
+def family(margins):
+    """A family of comparisons, against what chance alone would pass in it (about m ALPHA of m): its
+    size m, how many are beyond noise alone (p < ALPHA), how many with Holm's correction; or None."""
+    pvalues = [margin.p for margin in margins if margin]
+    return (len(pvalues), sum(p < ALPHA for p in pvalues), sum(holm(pvalues))) if pvalues else None
 
 
 def to_settle(pair, theirs, ours, found):
     """For a comparison within noise, the seeds a setting that would settle it, from our runs where
-    we have them, else from the report's numbers; '' for one beyond noise, or with no number."""
+    we have them, else from the report's numbers; None for one beyond noise, or with no number."""
     if ours is not None:
         if verdict(ours) != 'within noise':
-            return ''
+            return None
         a, b = (accuracy(finished(found[shown.setting.key].runs), 'val') for shown in pair)
-        return seeds_text(ours.difference, a, b, have=min(a.seeds, b.seeds))
+        return seeds(ours.difference, a, b, have=min(a.seeds, b.seeds))
     if theirs is None or theirs.p < ALPHA:
-        return ''
-    return seeds_text(theirs.difference, *(report_accuracy(shown.setting, 'val') for shown in pair))
+        return None
+    return seeds(theirs.difference, *(report_accuracy(shown.setting, 'val') for shown in pair))
 
 
-def seeds_text(margin, a, b, have=1):
-    """'11 a setting', or 'about 80 a setting, past the cap of 20': the seeds a setting at which a
-    t-test over seeds sees `margin` at power 0.80 (stats.seeds_needed), given the two settings'
-    Estimates. A seed's spread is a setting's sd over its seeds, or with one run its binomial se, a
-    floor ('at least'); the two are pooled as Student's t-test pools them, sd^2 = (sd_a^2 + sd_b^2) / 2."""
+class Seeds(NamedTuple):
+    """The seeds a setting at which a t-test over seeds sees a margin at power 0.80: `needed`, or
+    None past SEEDS_CAP, where `roughly` says about how many (inf for a margin of 0: none would);
+    whether that is a `floor`; and how many the fewer of the two settings `have`."""
+    needed: int | None
+    roughly: float | None
+    floor: bool
+    have: int
+
+
+def seeds(margin, a, b, have=1):
+    """The Seeds of `margin` (stats.seeds_needed), given the two settings' Estimates. A seed's
+    spread is a setting's sd over its seeds, or with one run its binomial se, a floor ('at least':
+    training noise adds); the two are pooled as Student's t-test pools them, sd^2 = (sd_a^2 + sd_b^2) / 2."""
     floor = a.sd is None or b.sd is None
     sd = math.sqrt(((a.se if a.sd is None else a.sd) ** 2 + (b.se if b.sd is None else b.sd) ** 2) / 2)
-    at_least, adds = ('at least ', ': training noise adds') if floor else ('', '')
-    if margin == 0:
-        return 'none would: the margin is 0'
-    needed = seeds_needed(margin, sd, cap=SEEDS_CAP)
-    if needed is None:
-        return f'{at_least}about {seeds_needed_roughly(margin, sd):,} a setting, past the cap of {SEEDS_CAP}{adds}'
-    missed = f' (it has {have}: at power 0.80, one study in five misses such a margin)' if needed <= have else ''
-    return f'{at_least}{needed} a setting{adds}{missed}'
+    needed = seeds_needed(margin, sd, cap=SEEDS_CAP) if margin else None
+    return Seeds(needed, None if needed else seeds_needed_roughly(margin, sd), floor, have)
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables 1-7 as markdown.
+# Our numbers: what Tables 2-7 and Figures 2-10 hold.
 
 
-def cell(value, sd=None, percent=False, signed=False):
-    """A number of a table, with the standard deviation of several seeds' values if given."""
-    if value is None:
-        return ''
-    scale, digits = (100, 2) if percent else (1, 4)
-    text = f'{scale * value:{"+" if signed else ""}.{digits}f}'
-    return text + (f' ± {scale * sd:.{digits}f} (sd)' if sd is not None else '')
+class Row(NamedTuple):
+    """A setting's lines of Tables 2-7. report, ours: {metric: its final value}, each accuracy an
+    Estimate and each other number a (mean, sd over seeds) pair, sd None for one value; None where
+    the report has no number, or we have no run. difference: ours minus the report's, or None."""
+    label: str
+    epochs: int        # the report's
+    report: dict | None
+    ours: dict | None
+    difference: dict
+    note: str          # how our runs depart from the report's setting, or that they are unfinished
+    our_epochs: str    # the epochs our runs ran: '15', or '3, 15'
+    seeds: int
+    left_out: list     # a line for each run left out as damaged
 
 
-def accuracy_cell(estimate):
-    if estimate is None:
-        return ''
-    if estimate.sd is None:
-        return f'{100 * estimate.mean:.2f} ± {100 * estimate.se:.2f} (se)'
-    return f'{100 * estimate.mean:.2f} ± {100 * estimate.sd:.2f} (sd; sem {100 * estimate.se:.2f})'
+def results(the_study, found):
+    """Tables 2-7, in their order: each table's number and title, and a Row per setting, the
+    report's final numbers beside ours and the difference. Ours are over the runs that did not
+    diverge; a diverged run's are nan."""
+    numbered = []
+    for experiment in sorted((e for e in the_study.experiments if e.table), key=lambda e: e.table):
+        rows = []
+        for shown in experiment.rows():
+            setting, (found_runs, damaged) = shown.setting, found[shown.setting.key]
+            means = {k: mean_sd([final(r)[k] for r in found_runs if not diverged(r)]) for k in METRICS}
+            report = {k: report_accuracy(setting, k[:-4]) if k in ACCURACIES else (setting.report.get(k), None)
+                      for k in METRICS}
+            ours = {k: accuracy(found_runs, k[:-4]) if k in ACCURACIES else means[k] for k in METRICS}
+            difference = {k: means[k][0] - setting.report[k] if means[k][0] is not None and k in setting.report
+                          else None for k in METRICS}
+            note = '; '.join(n for n in [progress(found_runs)] + departures(setting, found_runs) if n)
+            rows.append(Row(shown.label, setting.flags.get('epochs', flags.DEFAULTS['epochs']),
+                            report if setting.report else None, ours if found_runs else None, difference, note,
+                            ', '.join(sorted({str(len(r['metrics'])) for r in found_runs})), len(found_runs),
+                            [str(d) for d in damaged]))
+        numbered.append((experiment.table, experiment.title, rows))
+    return numbered
 
 
 def mean_sd(values):
@@ -413,88 +332,54 @@ def mean_sd(values):
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def results_table(experiment, found):
-    """Table N: for each setting the report's final numbers, ours, and the difference; under it,
-    the runs left out as damaged."""
-    lines = [f'## Table {experiment.table}: {experiment.title}', '',
-             '| setting | | epochs | seeds | train loss | train acc % | val loss | val acc % | test loss | test acc % |',
-             '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+def departures(setting, found_runs):
+    """How the runs depart from their setting's flags, in flags.departures' words ('epochs 3, not 15',
+    'train-subset 8000, not none'), each once; [] for runs of the setting itself. Another seed is
+    the same setting."""
     notes = []
-    for shown in experiment.rows():
-        setting, (found_runs, damaged) = shown.setting, found[shown.setting.key]
-        report = {k: setting.report.get(k) for k in METRICS}
-        if setting.report:
-            lines.append(f'| {shown.label} | report | {setting.flags.get("epochs", flags.DEFAULTS["epochs"])} | 1 | ' + ' | '.join(
-                accuracy_cell(report_accuracy(setting, k[:-4])) if k in ('val_acc', 'test_acc') else
-                cell(report[k], percent=k.endswith('acc')) for k in METRICS) + ' |')
-        else:
-            lines.append(f'| {shown.label} | report | | | no number |' + ' |' * 5)
-        notes += [f'Left out of {shown.label}: {d}.' for d in damaged]
-        if not found_runs:
-            lines.append(f'| {shown.label} | ours | | 0 | no run |' + ' |' * 5)
-            continue
-        ours = {k: mean_sd([final(r)[k] for r in found_runs if not diverged(r)]) for k in METRICS}
-        note = '; '.join(n for n in [progress(found_runs)] + departures(setting, found_runs) if n)
-        epochs = ', '.join(sorted({str(len(r['metrics'])) for r in found_runs}))
-        lines.append(f'| {shown.label} | ours{f" ({note})" if note else ""} | {epochs} | {len(found_runs)} | '
-                     + ' | '.join(accuracy_cell(accuracy(found_runs, k[:-4])) if k in ('val_acc', 'test_acc') else
-                                  cell(*ours[k], percent=k.endswith('acc')) for k in METRICS) + ' |')
-        lines.append(f'| {shown.label} | difference | | | ' + ' | '.join(
-            cell(ours[k][0] - report[k], percent=k.endswith('acc'), signed=True)
-            if ours[k][0] is not None and report[k] is not None else '' for k in METRICS) + ' |')
-    return '\n'.join(lines + [''] + notes + ([''] if notes else []) + [UNCERTAINTY_RULE])
+    for run in found_runs:
+        have = run['config']['flags']
+        notes += flags.departures(have, setting.flags | {'seed': have.get('seed', flags.DEFAULTS['seed'])})
+    return list(dict.fromkeys(notes))  # once each, in order
 
 
-# ---------------------------------------------------------------------------------------------
-# Everything, from the command line.
+def progress(found_runs):
+    """'' when every run has finished, else what the others are: in progress, or diverged."""
+    notes = [f'in progress: epoch {len(r["metrics"])}/{r["config"]["flags"]["epochs"]}' for r in found_runs
+             if not r['summary']]
+    return '; '.join(notes + [f'diverged at epoch {r["summary"]["diverged_at"]}' for r in found_runs if diverged(r)])
+
+
+def curves(the_study, found):
+    """Figures 2 and 4-9: for each experiment its figure's number, name and title, and a column per
+    setting with runs: its label, its runs, and what they are where unfinished."""
+    return [(experiment.figure, experiment.name, experiment.title,
+             [(shown.label, found[shown.setting.key].runs, progress(found[shown.setting.key].runs))
+              for shown in experiment.rows() if found[shown.setting.key].runs])
+            for experiment in the_study.experiments]
+
+
+class NoisePoint(NamedTuple):
+    """One setting of Figure 10: its name, the report's accuracy and ours (an Estimate or None),
+    and whether our runs depart from the report's setting or are unfinished."""
+    name: str
+    report: Estimate | None
+    ours: Estimate | None
+    departs: bool
 
 
 def noise_panels(the_study, found):
     """Figure 10's data: a panel per table, a point per setting, the report's estimate beside ours."""
-    return [(experiment.title, [figures.NoisePoint(shown.label, report_accuracy(shown.setting, 'val'),
-                                                   accuracy(found[shown.setting.key].runs, 'val'),
-                                                   bool(departures(shown.setting, found[shown.setting.key].runs)
-                                                        or progress(found[shown.setting.key].runs)))
+    return [(experiment.title, [NoisePoint(shown.label, report_accuracy(shown.setting, 'val'),
+                                           accuracy(found[shown.setting.key].runs, 'val'),
+                                           bool(departures(shown.setting, found[shown.setting.key].runs)
+                                                or progress(found[shown.setting.key].runs)))
                                 for shown in experiment.rows()])
             for experiment in the_study.experiments if experiment.table]
 
 
-def write_figures(args, the_study, found, train_x, train_y):
-    """Every figure there is something to draw for; returns the names of the files written."""
-    written = []
-    def save(fig, name):
-        figures.save(fig, os.path.join(args.out, name))
-        written.append(name)
-    if train_x is not None:
-        batch = split_for(train_y, args.seed)[0][:args.batch]
-        save(figures.first_batch(train_x[batch], train_y[batch], CLASSES), 'figure1_first_batch.png')
-    save(figures.cosine([cosine_lr(e, 300, 0.01) for e in range(300)], 0.01), 'figure3_cosine.png')
-    for experiment in the_study.experiments:
-        columns = [(shown.label, found[shown.setting.key].runs, progress(found[shown.setting.key].runs))
-                   for shown in experiment.rows() if found[shown.setting.key].runs]
-        if columns:
-            save(figures.curves(experiment.figure, experiment.title, columns),
-                 f'figure{experiment.figure}_{experiment.name}.png')
-    save(figures.noise(the_study.noise_figure, noise_panels(the_study, found)), f'figure{the_study.noise_figure}_noise.png')
-    return written
-
-
-def tables(args, the_study, found, train_y):
-    """figures/tables.md: Table 1, the experiments' tables and the Conclusions, which are also printed."""
-    sections = ['# The study, regenerated', '',
-                f'From the runs in `{args.runs}/`; made by `python report.py`. Accuracies in %. '
-                f'The report\'s numbers are from its text, as study.toml gives them.', '']
-    if train_y is not None:
-        sections += [f'## Table 1: images per class (split seed {args.seed})', '',
-                     class_table(train_y, *split_for(train_y, args.seed)), '']
-    for experiment in sorted((e for e in the_study.experiments if e.table), key=lambda e: e.table):
-        sections += [results_table(experiment, found), '']
-    verdicts = conclusions(the_study, found)
-    sections += [verdicts, '']
-    print('\n' + verdicts + '\n')  # the section a student should read first
-    with open(os.path.join(args.out, 'tables.md'), 'w') as f:
-        f.write('\n'.join(sections))
-    return ['tables.md']
+# ---------------------------------------------------------------------------------------------
+# Everything, from the command line.
 
 
 def main(argv=None):
@@ -516,12 +401,19 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     try:
         train_x, train_y, _, _ = load_cifar10(args.data_dir, download=False)
+        split = split_for(train_y, args.seed)
+        batch = split[0][:args.batch]
+        first_batch, table1 = (train_x[batch], train_y[batch], CLASSES), class_table(train_y, *split)
     except DataError as e:
         print(f'skipped: Figure 1 and Table 1: {e}')
-        train_x = train_y = None
-    found = collect(args.runs, the_study)
-    written = [] if args.figures else tables(args, the_study, found, train_y)
-    written += [] if args.tables else write_figures(args, the_study, found, train_x, train_y)
+        first_batch = table1 = None
+    found = runs.collect(args.runs, the_study)
+    written = [] if args.figures else tables.write(
+        args.out, args.runs, args.seed, table1, [tables.results(*table) for table in results(the_study, found)],
+        tables.conclusions(*conclusions(the_study, found), ALPHA, SEEDS_CAP))
+    written += [] if args.tables else figures.write(
+        args.out, first_batch, ([cosine_lr(e, 300, 0.01) for e in range(300)], 0.01), curves(the_study, found),
+        (the_study.noise_figure, noise_panels(the_study, found)))
     print(f'wrote {", ".join(written)} in {args.out}/')
     damaged = [d for f in found.values() for d in f.left_out]
     if damaged:

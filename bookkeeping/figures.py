@@ -1,13 +1,14 @@
 """The report's figures, drawn with matplotlib from numbers report.py has gathered.
 
+  write       every figure there is something to draw for, each into its PNG file
   curves      loss (top) and accuracy (bottom) against epoch, training and validation, a column per setting
   cosine      the cosine learning rate over a run, against the constant one (schedule.py computes it)
   first_batch the images of the first training batch, with their class names (data.py's)
   noise       every setting's final validation accuracy with a 95% error bar, the report's beside ours
 """
 import math
+import os
 import statistics
-from typing import NamedTuple
 
 import matplotlib
 matplotlib.use('Agg')  # files only: no window, no display needed
@@ -18,9 +19,21 @@ REPORT_STYLE = dict(marker='D', color='black')
 OURS_STYLE = dict(marker='o', color='tab:blue')
 
 
-def save(fig, path):
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def write(out, batch, schedule, experiments, noise_figure):
+    """Each figure with something to draw, from first_batch's, cosine's, curves' and noise's arguments."""
+    written = []
+    def save(fig, name):
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+        written.append(name)
+    if batch is not None:
+        save(first_batch(*batch), 'figure1_first_batch.png')
+    save(cosine(*schedule), 'figure3_cosine.png')
+    for number, name, title, columns in experiments:
+        if columns:
+            save(curves(number, title, columns), f'figure{number}_{name}.png')
+    save(noise(*noise_figure), f'figure{noise_figure[0]}_noise.png')
+    return written
 
 
 def mean_curve(runs, key):
@@ -90,17 +103,8 @@ def first_batch(images, labels, classes, columns=16):
     return fig
 
 
-class NoisePoint(NamedTuple):
-    """One setting of Figure 10: its name, the report's accuracy and ours (report.Estimate or None),
-    and whether our runs depart from the report's setting or are unfinished."""
-    name: str
-    report: tuple
-    ours: tuple
-    departs: bool
-
-
 def noise(number, panels):
-    """Figure 10: panels of (title, [NoisePoint]), each accuracy with its 95% interval: 1.96
+    """Figure 10: panels of (title, [report.NoisePoint]), each accuracy with its 95% interval: 1.96
     binomial standard errors for one run, t(k - 1) standard errors of the mean for k seeds
     (report.Estimate.interval). Where two bars overlap a lot, their difference is within the noise
     the bars show (one run's bar leaves out the noise of training: only seeds see it). Our point is

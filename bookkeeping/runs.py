@@ -197,6 +197,36 @@ def read_predictions(folder):
     return val
 
 
+class Found(NamedTuple):
+    """What a study's runs folder holds for one setting: its runs, and the damaged ones left out."""
+    runs: list       # read()'s dicts
+    left_out: list   # Damaged, one per run folder left out
+
+
+def collect(runs_dir, the_study):
+    """For each setting of the study, by its key: its runs, RUNS/experiment/folder/seedN, in the
+    order of N, and those left out because a file of theirs is damaged (each named in one line)."""
+    found = {}
+    for setting in the_study.settings():
+        top = os.path.join(runs_dir, setting.experiment, setting.folder)
+        seeds = sorted((d for d in (os.listdir(top) if os.path.isdir(top) else []) if d[4:].isdigit() and d.startswith('seed')),
+                       key=lambda d: int(d[4:]))
+        setting_runs, damaged = [], []
+        for seed in seeds:
+            try:
+                run = read(os.path.join(top, seed))
+            except Damaged as e:
+                print(f'left out: {e}')
+                damaged.append(e)
+                continue
+            if run:
+                setting_runs.append(run)
+        if not setting_runs and not damaged:
+            print(f'skipped: {setting.experiment}, {setting.label}: no run in {top}/')
+        found[setting.key] = Found(setting_runs, damaged)
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # Claiming a run's folder: one process at a time, and what --resume and --force do with what it holds.
 

@@ -12,7 +12,7 @@ anyone can afford (the Conclusions' "seeds to settle"). So, as Colas, Sigaud and
 comparisons still open, and look again.
 
 A round:
- 1. Read the runs of every setting in play (report.collect) and judge each comparison of a claim,
+ 1. Read the runs of every setting in play (runs.collect) and judge each comparison of a claim,
     its winner against one rival, by the tables' own test (report.our_margin), as one of
       settled     at a look so far (below), Welch's p over the seeds was below the threshold
       at the cap  both have MAX_SEEDS seeds, and it is not settled: within noise, for good
@@ -56,7 +56,7 @@ import sys
 from typing import NamedTuple
 
 import report
-from bookkeeping import flags, study
+from bookkeeping import flags, runs, study, tables
 from runner import checks, slurm
 from stats import ALPHA, sequential_alpha
 
@@ -84,7 +84,7 @@ class Look(NamedTuple):
 
 
 def look(comparison, found, max_seeds):
-    """Judge one comparison from `found` (report.collect's): settled, at the cap, stuck or open."""
+    """Judge one comparison from `found` (runs.collect's): settled, at the cap, stuck or open."""
     pair = (comparison.winner, comparison.rival)
     for shown in pair:
         setting_found = found[shown.setting.key]
@@ -100,7 +100,7 @@ def look(comparison, found, max_seeds):
         return Look(comparison, 'open', f'{len(done[0])} and {len(done[1])} seeds: the first look needs 2 a setting')
     for n in range(2, min(have, max_seeds) + 1):  # every look so far, at n seeds a setting: each one's first n
         margin = report.our_margin(done[0][:n], done[1][:n])
-        said = f'{report.points(margin)}, {margin.test}: {report.exact_p(margin.p)}'
+        said = f'{tables.points(margin)}, {margin.test}: {tables.p_text(margin.p, exact=True)}'
         if margin.p < threshold:
             return Look(comparison, 'settled', f'{"reproduced" if margin.difference > 0 else "reversed"}: {said} '
                                                f'< {threshold:.4g}')
@@ -130,7 +130,7 @@ def plan(comparisons, found, max_seeds):
 
 
 def seed_number(run):
-    """N, of a run in RUNS/EXPERIMENT/SETTING/seedN (report.collect reads only those)."""
+    """N, of a run in RUNS/EXPERIMENT/SETTING/seedN (runs.collect reads only those)."""
     return int(os.path.basename(run['folder'])[len('seed'):])
 
 
@@ -236,10 +236,10 @@ def stale(found, settings, args):
 
 
 def read(runs_dir, the_study, experiments):
-    """report.collect of the chosen experiments, without its line for each setting with no run yet:
+    """runs.collect of the chosen experiments, without its line for each setting with no run yet:
     what is damaged, a Look says."""
     with contextlib.redirect_stdout(io.StringIO()):
-        return report.collect(runs_dir, the_study._replace(experiments=experiments))
+        return runs.collect(runs_dir, the_study._replace(experiments=experiments))
 
 
 def parse(argv):

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt
 import pytest
 
 from bookkeeping import figures
+from bookkeeping.runs import collect
+from bookkeeping.tables import UNCERTAINTY_RULE
 import report
 import stats
 from bookkeeping import study
@@ -234,7 +236,7 @@ def test_figure_10_draws_95_percent_intervals_by_student_s_t_for_seeds(tmp_path)
     for seed, acc in enumerate((0.86, 0.87, 0.88)):
         write_run(tmp_path / f'runs/lr-sweep/lr0.01/seed{seed}', {'seed': seed}, (acc,))
     write_run(tmp_path / 'runs/lr-sweep/lr0.1/seed0', {'lr': 0.1}, (0.80,))
-    panels = report.noise_panels(STUDY, report.collect(str(tmp_path / 'runs'), STUDY))
+    panels = report.noise_panels(STUDY, collect(str(tmp_path / 'runs'), STUDY))
     fig = figures.noise(10, panels)
     lr_panel = next(ax for ax in fig.axes if ax.get_title().startswith('Learning rate'))
     bars = {}  # (x, y) of each of our points: the half-length of its error bar
@@ -333,7 +335,7 @@ def test_table1_counts_each_class_of_the_split(tmp_path, cifar_root):
     and 5 of each, a tenth of each split. Every table says how its uncertainties are computed."""
     tables = tables_of(tmp_path / 'no-runs', tmp_path, data_dir=cifar_root)
     assert '| airplane | 20 | 10.0 | 5 | 10.0 |' in tables and '| total | 200 | 100.0 | 50 | 100.0 |' in tables
-    assert tables.count(report.UNCERTAINTY_RULE) == 6  # under Tables 2-7
+    assert tables.count(UNCERTAINTY_RULE) == 6  # under Tables 2-7
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +396,7 @@ def test_a_one_column_figure_s_title_fits(study):
     """Seen in the lr sweep with one setting run: the figure's title was cut at its edges."""
     runs, _, _ = study
     experiment = STUDY.experiments[0]
-    found_runs = report.collect(str(runs), STUDY)[experiment.settings[0].key].runs
+    found_runs = collect(str(runs), STUDY)[experiment.settings[0].key].runs
     fig = figures.curves(experiment.figure, experiment.title, [(experiment.settings[0].label, found_runs, '')])
     fig.canvas.draw()
     renderer, edges = fig.canvas.get_renderer(), fig.bbox

@@ -13,6 +13,7 @@ import pytest
 
 import report
 from bookkeeping import study
+from bookkeeping.runs import collect
 import train
 from bookkeeping import flags
 from runner import checks
@@ -257,7 +258,7 @@ def test_an_experiment_beyond_the_report_gets_a_table_a_verdict_and_its_points(t
     assert cells[1:] == ['momentum 0', 'no number', '', '+40.00 ± 15.49 (se)', 'McNemar, 4 against 0 images: p = 0.125',
                          'within noise']
     assert math.sqrt(4 - 16 / 10) / 10 == pytest.approx(0.1549, abs=1e-4)  # the se of the mean of +1, 0, -1 per image
-    panels = report.noise_panels(momentum, report.collect(str(tmp_path / 'runs'), momentum))
+    panels = report.noise_panels(momentum, collect(str(tmp_path / 'runs'), momentum))
     assert [p.name for p in dict(panels)['Momentum (lr 0.01, 15 epochs, constant)']] == ['momentum 0.9', 'momentum 0']
 
 
@@ -268,7 +269,7 @@ def test_a_run_from_before_a_knob_existed_keeps_its_row(tmp_path):
     config = tmp_path / 'runs/lr-sweep/lr0.1/seed0/config.json'
     config.write_text(config.read_text().replace('"momentum": 0.9, ', '').replace(', "no_crop_flip": false', ''))
     assert 'momentum' not in config.read_text()
-    found = report.collect(str(tmp_path / 'runs'), STUDY)
+    found = collect(str(tmp_path / 'runs'), STUDY)
     lr01 = next(s for s in STUDY.settings() if s.key == 'lr-sweep/lr0.1')
     assert len(found[lr01.key].runs) == 1 and report.departures(lr01, found[lr01.key].runs) == []
 
@@ -306,7 +307,7 @@ def test_the_worked_example_end_to_end(cifar_root, tmp_path):
     assert figures_made.returncode == 0, figures_made.stderr
     assert (out / 'figure11_momentum.png').read_bytes()[:4] == b'\x89PNG' and (out / 'figure10_noise.png').exists()
     momentum = study.load(tmp_path / 'project' / 'study.toml')
-    panels = dict(report.noise_panels(momentum, report.collect(str(runs_dir), momentum)))
+    panels = dict(report.noise_panels(momentum, collect(str(runs_dir), momentum)))
     assert all(point.ours is not None for point in panels['Momentum (lr 0.01, 15 epochs, constant)'])
 
 
