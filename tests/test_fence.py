@@ -66,6 +66,11 @@ def call(tmp_path, code, sandboxed, wait=60, **limits):
         else:
             reply = None  # still at it
         status = process.poll()
+        if status is None and isinstance(reply, EOFError):  # its answers ended: it is ending, on a busy machine not yet
+            try:
+                status = process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         fence.stop_worker(process)
         printed = (work / 'printed.txt').read_text(errors='replace')
