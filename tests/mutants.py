@@ -11,8 +11,9 @@ by the thousand; here they are a list written by hand (tests/mutants.toml): each
 engineer could write, an off-by-one, a flag that never reaches the loop, a state that resume
 forgot, and none a syntax error. For each, a copy of the project's files (those git tracks, and new
 ones it does not ignore: no .venv, data or runs) gets the one change, and the quick tier runs in
-it, stopping at its first failure; the test files the bug names run first, then the rest. Each
-bug gets a line, in the list's order, and the count comes last:
+it, stopping at its first failure; the test files the bug names run first, then the rest. The
+tier leaves out tests/test_mutants.py, which holds the list to the code, and so fails in any copy
+with a bug made. Each bug gets a line, in the list's order, and the count comes last:
 
     caught   the quick tier failed with the bug in: the line names the first test that failed
     missed   the quick tier passed with the bug in
@@ -23,16 +24,19 @@ Before the bugs, the copy as it is runs the quick tier too (the control): if it 
 means anything, and the check says so and stops. A test that fails with a bug in is run again,
 alone: if it passes then, it failed by chance (a test of timings on a busy machine), and the tier
 goes on without it, which the bug's line says. Exit status 0 whatever the verdicts, since this is
-a report; 1 for a list that is not one, a name not in it, or a control that fails.
+a report; 1 for a list that is not one, a name not in it, or a control that fails; Ctrl-C stops
+every tier that runs, and their copies go.
 """
 import argparse
 import concurrent.futures
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from typing import NamedTuple
@@ -40,6 +44,7 @@ from typing import NamedTuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIST = os.path.join(ROOT, 'tests', 'mutants.toml')
 QUICK = ['-q', '-x', '-m', 'not slow', '-p', 'no:cacheprovider']  # make test-quick's tier, to its first failure
+ITSELF = 'tests/test_mutants.py'  # left out of the tier: it finds each bug's text changed, in a copy with the bug made
 TIER_SECONDS = 1200  # a tier still running after this has hung: the bug made it loop
 FIELDS = {'name': str, 'file': str, 'find': str, 'replace': str, 'bug': str, 'tests': list}
 
@@ -123,7 +128,7 @@ def judge(mutant):
             with open(path, 'w') as f:
                 f.write(text.replace(mutant.find, mutant.replace))
         first = list(mutant.tests) if mutant else []
-        rest = ['tests', *[f'--ignore={test}' for test in first]]
+        rest = ['tests', *[f'--ignore={test}' for test in [ITSELF, *first]]]
         by_chance = []
         for targets in ([first] if first else []) + [rest]:
             failed = first_failure(project, os.path.join(work, 'tmp'), targets, by_chance)
@@ -162,19 +167,45 @@ def first_failure(project, basetemp, targets, by_chance):
 
 def pytest(project, basetemp, arguments):
     """The quick tier's pytest in `project`, as a shell would start it, whatever make started this
-    with: (its exit status, or None if it ran past TIER_SECONDS; the first test it names as failed)."""
+    with: (its exit status, or None if it ran past TIER_SECONDS; the first test it names as failed).
+    It runs in a session of its own, so that one kill stops it and every process its tests started."""
     env = {k: v for k, v in os.environ.items() if k not in ('MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'MAKEOVERRIDES')}
     command = [sys.executable, '-m', 'pytest', *QUICK, f'--basetemp={basetemp}', *arguments]
-    process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env, start_new_session=True)
+    with RUNNING_LOCK:
+        if STOPPED.is_set():
+            return -signal.SIGINT, ''
+        process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=env, start_new_session=True)
+        RUNNING.add(process)
     try:
         output = process.communicate(timeout=TIER_SECONDS)[0]
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)  # the tier, and every process its tests started
+        kill(process)
         process.communicate()
         return None, ''
+    finally:
+        with RUNNING_LOCK:
+            RUNNING.discard(process)
     failed = re.search(r'^(?:FAILED|ERROR) (.+?)(?: - |$)', output, re.M)  # the summary's line: FAILED id - message
     return process.returncode, failed.group(1) if failed else ''
+
+
+# The tiers running now, for Ctrl-C to stop; once it has, no other starts.
+RUNNING, RUNNING_LOCK, STOPPED = set(), threading.Lock(), threading.Event()
+
+
+def kill(process):
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop_every_tier():
+    with RUNNING_LOCK:
+        STOPPED.set()
+        for process in RUNNING:
+            kill(process)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,20 +231,26 @@ def check(mutants, jobs):
     print(f'{len(mutants)} mutants of {os.path.relpath(LIST, ROOT)}, {jobs} at a time, each against the quick tier '
           f'({sys.executable} -m pytest {" ".join(QUICK)})', flush=True)
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        control = pool.submit(judge, None)
-        running = [pool.submit(judge, mutant) for mutant in mutants]
-        first = control.result()
-        if first.verdict != 'missed':
-            pool.shutdown(cancel_futures=True)
-            print(f'control: the quick tier fails on the project as it is, at {first.why}: no verdict would mean '
-                  f'anything; make test-quick shows why', flush=True)
-            return 1
-        print(f'control: the quick tier passed on the project as it is, {first.seconds:.0f} s'
-              + (f' (left out as failing by chance: {", ".join(first.by_chance)})' if first.by_chance else ''), flush=True)
-        verdicts = []
-        for future in running:
-            verdicts.append(future.result())
-            print(line(verdicts[-1]), flush=True)
+        try:
+            control = pool.submit(judge, None)
+            running = [pool.submit(judge, mutant) for mutant in mutants]
+            first = control.result()
+            if first.verdict != 'missed':
+                pool.shutdown(cancel_futures=True)
+                print(f'control: the quick tier fails on the project as it is, at {first.why}: no verdict would mean '
+                      f'anything; make test-quick shows why', flush=True)
+                return 1
+            print(f'control: the quick tier passed on the project as it is, {first.seconds:.0f} s'
+                  + (f' (left out as failing by chance: {", ".join(first.by_chance)})' if first.by_chance else ''), flush=True)
+            verdicts = []
+            for future in running:
+                verdicts.append(future.result())
+                print(line(verdicts[-1]), flush=True)
+        except KeyboardInterrupt:  # Ctrl-C, or make's SIGTERM: the tiers running are stopped, the rest never start
+            pool.shutdown(cancel_futures=True, wait=False)
+            stop_every_tier()
+            print('\nstopped', file=sys.stderr)
+            return 130
     counts = {name: sum(v.verdict == name for v in verdicts) for name in ('caught', 'missed', 'moved')}
     print(f'{len(verdicts)} mutants: {counts["caught"]} caught, {counts["missed"]} missed, {counts["moved"]} moved; '
           f'{clock(time.perf_counter() - start)} ({jobs} at a time, on {os.cpu_count()} cores)')
@@ -241,4 +278,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill's, as Ctrl-C
     sys.exit(main())
