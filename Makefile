@@ -2,6 +2,7 @@
 #
 #   make test                     the tests; on a GPU machine the CUDA ones too (skipped, with the reason, elsewhere)
 #   make test-quick               the tests without the slow ones: a student's check while rewriting a module
+#   make mutants                  plausible bugs made one at a time, each against the quick tier: a verdict each, and the count
 #   make lr-sweep                 runs/lr-sweep/lr0.1/seed0/, lr0.01/seed0/, lr0.001/seed0/
 #   make -j3 lr-sweep             the same, three runs at once
 #   make lr-sweep PY=$(which python)   the same with that Python's torch (Colab's, conda's, a module's): no .venv
@@ -36,7 +37,7 @@ FORCE ?=
 MAX_SEEDS ?= 5
 
 EXPERIMENTS :=
-.PHONY: test test-quick bench figures tables status study seeds handout grade grade-class autograder
+.PHONY: test test-quick mutants bench figures tables status study seeds handout grade grade-class autograder
 
 # The Python every target runs: .venv's, made the first time from requirements.txt at the versions
 # of requirements.lock; or yours, make test PY=/path/to/python (Colab's, Kaggle's, a conda
@@ -56,7 +57,7 @@ PY := $(VENV)/bin/python
 READY := $(VENV)/installed
 endif
 NEEDS := torch numpy
-test test-quick handout grade grade-class autograder: NEEDS += torchvision pytest matplotlib
+test test-quick mutants handout grade grade-class autograder: NEEDS += torchvision pytest matplotlib
 test: NEEDS += nbclient ipykernel nbformat
 figures tables: NEEDS += matplotlib
 bench: NEEDS += torchvision pillow
@@ -75,6 +76,11 @@ test: $(READY)
 # Every test but the slow ones (whole ResNet-18 runs in processes of their own, torch.compile, several runs at once, a Slurm cluster).
 test-quick: $(READY)
 	$(PY) -m pytest -q -rs -m 'not slow' tests
+
+# The bar the quick tier is held to: each plausible bug of tests/mutants.toml made alone in a scratch copy of
+# the project, two at a time, and the quick tier run against it; a verdict a bug, and the count (tests/mutants.py).
+mutants: $(READY)
+	$(PY) tests/mutants.py
 
 # Training speed of this project's pipeline against the usual DataLoader one (bench.py).
 bench: $(READY)

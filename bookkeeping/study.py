@@ -22,8 +22,8 @@ from bookkeeping import flags
 
 STUDY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'study.toml')
 # The Makefile's own targets, which an experiment's name, its target too, must not take.
-MAKE_TARGETS = ('test', 'test-quick', 'bench', 'figures', 'tables', 'status', 'study', 'seeds', 'handout', 'grade',
-                'grade-class', 'autograder', 'start-over', 'python-checked')
+MAKE_TARGETS = ('test', 'test-quick', 'mutants', 'bench', 'figures', 'tables', 'status', 'study', 'seeds', 'handout',
+                'grade', 'grade-class', 'autograder', 'start-over', 'python-checked')
 REPORT_KEYS = ('train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc')
 
 

@@ -43,8 +43,9 @@ BLANK = re.compile(r"raise NotImplementedError\('exercise \d+: [\w.]+ in \w+\.py
 RECORD = os.path.join('course', 'exercises.json')  # in a handout: what it cut
 POINTS = 10  # an exercise's, unless course/course.toml says otherwise
 TIERS = 'exercise and not slow'  # the tests that grade: those marked with an exercise, of the quick tier
-# What the handout leaves out: git's history, and what a run, a test or Python makes.
-LEFT_OUT = {'.git', '.venv', 'data', 'runs', 'figures', '.gpus', '__pycache__', '.pytest_cache'}  # and runs-*/
+# What the handout leaves out: git's history, what a run, a test or Python makes, and the mutation
+# check's list of bugs (tests/mutants.toml), whose bugs quote the solutions they break.
+LEFT_OUT = {'.git', '.venv', 'data', 'runs', 'figures', '.gpus', '__pycache__', '.pytest_cache', 'mutants.toml'}  # and runs-*/
 
 
 class Exercise(NamedTuple):

@@ -82,7 +82,8 @@ def test_no_solution_line_is_left_anywhere_in_the_handout(blank):
     elsewhere = []
     for folder, _, names in os.walk(ROOT):
         if not set(os.path.relpath(folder, ROOT).split(os.sep)) & handout.LEFT_OUT:
-            elsewhere += [os.path.join(folder, n) for n in names if n.endswith(('.py', '.md', '.toml', 'Makefile'))]
+            elsewhere += [os.path.join(folder, n) for n in names if n.endswith(('.py', '.md', '.toml', 'Makefile'))
+                          and n not in handout.LEFT_OUT]  # tests/mutants.toml quotes the solutions, and is left out
     solution = {line.strip() for e in handout.exercises() for line in blocks(ROOT, e) if len(line.strip()) > 12}
     outside = set()
     for path in elsewhere:
