@@ -20,7 +20,6 @@ Each pipeline takes some warm-up steps (not timed; cuDNN autotuning, worker star
 several timed windows of training steps, and as many timed passes of evaluation (in batches of
 256 for ours, as train.py evaluates, and of 100 for the plain one). The table gives the median window. A 40k epoch is 40,000 training images and 10,000 validation images.
 """
-import argparse
 import statistics
 import time
 
@@ -31,13 +30,11 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 
-from bookkeeping import flags, study
-from bookkeeping.hardware import autocast_for, describe, pick_device, pick_precision
+from bookkeeping import flags, hardware, study, tables
 from model import ResNet18
 from train import build, evaluate, train_one_epoch, training_batches
 
-# The epochs of every run of the study (study.toml): the report's are 3 of 15 and 11 of 300.
-STUDY_EPOCHS = sum(s.flags.get('epochs', flags.DEFAULTS['epochs']) for s in study.load().settings())
+STUDY_EPOCHS = study.load().epochs()  # of every run of the study (study.toml): the report's are 3 of 15 and 11 of 300
 ERASE = dict(p=1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3))
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)  # CIFAR-10's, roughly: synthetic data needs some
 
@@ -67,7 +64,7 @@ def bench_ours(device, precision, batch, steps, windows, eval_images, compile_mo
     _, step_model, optimizer, scaler = build(0, 0.01, 0.9, 5e-4, precision, device, compiled=compile_model)
     order_gen, augment_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
 
-    autocast = autocast_for(device, precision)
+    autocast = hardware.autocast_for(device, precision)
     def window():  # train_one_epoch reads its sums with .item() at the end: the GPU has finished
         batches = training_batches(images, labels, mean, std, batch, order_gen, augment_gen, erase_p=ERASE['p'],
                                    erase_scale=ERASE['scale'], erase_ratio=ERASE['ratio'])
@@ -128,48 +125,57 @@ def bench_plain(device, batch, steps, windows, eval_images):
     return steps * batch / train_seconds, eval_images / eval_seconds
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ('device', 'precision', 'batch_size'):  # as train.py takes them
-        flags.add(parser, name)
-    parser.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 4 on CPU)')
-    parser.add_argument('--windows', type=int, default=None, help='timed windows (default: 5)')
-    parser.add_argument('--eval-images', type=int, default=None, help='images evaluated (default: 10000 on CUDA, 1000 on CPU)')
-    parser.add_argument('--compile', action='store_true', help='also time ours with torch.compile')
-    args = parser.parse_args()
-    try:
-        device = pick_device(args.device)
-        precision = pick_precision(args.precision, device)
-    except ValueError as e:
-        parser.error(str(e))
-    cuda = device.type == 'cuda'
-    steps, windows = args.steps or (50 if cuda else 4), args.windows or 5
-    eval_images = args.eval_images or (10000 if cuda else 1000)
-    hardware = describe(device)
-    name = (f'{hardware["device_name"]} (compute capability {hardware["compute_capability"]})' if cuda
-            else f'CPU, {torch.get_num_threads()} threads')
-    print(f'{name}; torch {torch.__version__}; batch {args.batch_size}; {steps} steps x {windows} windows; '
-          f'{eval_images} images evaluated', flush=True)
+def pipelines(device, precision, batch, steps, windows, eval_images, compiled):
+    """Each pipeline's training and evaluation images per second: ours, ours compiled (if asked),
+    then the plain one, last; and the seconds compiling took (None if not asked)."""
+    torch.backends.cudnn.benchmark = True  # cuDNN tries its kernels on the first steps, and keeps the fastest
+    timed = lambda compile_model: bench_ours(device, precision, batch, steps, windows, eval_images, compile_model)
+    rows, compiling = [(f'ours ({precision}, channels-last)', *timed(False)[:2])], None
+    if compiled:
+        *rates, compiling = timed(True)
+        rows.append((f'ours + torch.compile ({precision})', *rates))
+    rows.append(('plain (DataLoader, PIL, fp32)', *bench_plain(device, batch, steps, windows, eval_images)))
+    return rows, compiling
 
-    torch.backends.cudnn.benchmark = True
-    rows = [(f'ours ({precision}, channels-last)', *bench_ours(device, precision, args.batch_size, steps, windows, eval_images, False)[:2])]
-    if args.compile:
-        *compiled, compile_seconds = bench_ours(device, precision, args.batch_size, steps, windows, eval_images, True)
-        rows.append((f'ours + torch.compile ({precision})', *compiled))
-    rows.append(('plain (DataLoader, PIL, fp32)', *bench_plain(device, args.batch_size, steps, windows, eval_images)))
 
+def compare(rows):
+    """For each pipeline of rows (its name, train images/s, eval images/s): its seconds for a 40k
+    epoch (40,000 images trained, 10,000 evaluated), how many times faster than the plain one, the
+    last row, that is, and the hours the whole study would take at that pace."""
     epoch = {label: 40000 / train_rate + 10000 / eval_rate for label, train_rate, eval_rate in rows}
-    plain_epoch = epoch[rows[-1][0]]
-    print(f'\n| pipeline | train images/s | eval images/s | s per 40k epoch | vs plain | whole study ({STUDY_EPOCHS:,} epochs) |')
-    print('|---|---:|---:|---:|---:|---:|')
-    for label, train_rate, eval_rate in rows:
-        print(f'| {label} | {train_rate:,.0f} | {eval_rate:,.0f} | {epoch[label]:.2f} | {plain_epoch / epoch[label]:.1f}x | '
-              f'{STUDY_EPOCHS * epoch[label] / 3600:.1f} h |')
-    if args.compile:  # worth it only for runs long enough to win back the compilation
-        saved = epoch[rows[0][0]] - epoch[rows[1][0]]
-        print(f'\ntorch.compile spent {compile_seconds:.0f} s compiling before its first steps; '
-              + (f'it saves {saved:.1f} s per 40k epoch, so it pays for itself after {compile_seconds / saved:.1f} epochs.'
-                 if saved > 0 else 'it saves no time per epoch here.'))
+    plain = epoch[rows[-1][0]]
+    return [(label, train_rate, eval_rate, epoch[label], plain / epoch[label], STUDY_EPOCHS * epoch[label] / 3600)
+            for label, train_rate, eval_rate in rows]
+
+
+def pays_after(compared, compiling):
+    """torch.compile is worth it only in runs long enough to win back the seconds it spent compiling:
+    the seconds it saves per 40k epoch (ours compiled, the second row, against ours), and the epochs
+    after which it has paid for itself (None if it saves nothing here)."""
+    saved = compared[0][3] - compared[1][3]
+    return saved, compiling / saved if saved > 0 else None
+
+
+def lengths(device, steps, windows, eval_images):
+    """How long to time, where the flags leave it: 5 windows, each of 50 training steps on a GPU and
+    of 4 on the CPU, a hundred times slower; and 10,000 images evaluated on a GPU, 1,000 on the CPU."""
+    cuda = device.type == 'cuda'
+    return steps or (50 if cuda else 4), windows or 5, eval_images or (10000 if cuda else 1000)
+
+
+def main(argv=None):
+    parser = flags.bench_parser(__doc__)
+    args = parser.parse_args(argv)
+    try:
+        device, precision = hardware.pick(args.device, args.precision)
+    except ValueError as e:  # a device this machine lacks, bf16 on a card without it: one line, exit status 2
+        parser.error(str(e))
+    steps, windows, eval_images = lengths(device, args.steps, args.windows, args.eval_images)
+    print(f'{hardware.in_words(device)}; torch {torch.__version__}; batch {args.batch_size}; {steps} steps x {windows} windows; '
+          f'{eval_images} images evaluated', flush=True)
+    rows, compiling = pipelines(device, precision, args.batch_size, steps, windows, eval_images, args.compile)
+    compared = compare(rows)
+    print(tables.bench(compared, STUDY_EPOCHS, compiling and (compiling, *pays_after(compared, compiling))))
 
 
 if __name__ == '__main__':

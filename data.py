@@ -49,10 +49,8 @@ def read_batch(path):
             batch = pickle.load(f, encoding='bytes')
         batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
         data, labels = np.asarray(batch['data']), torch.as_tensor(batch['labels'], dtype=torch.int64)
-    except FileNotFoundError:
-        raise DataError(f'{path} is missing: the CIFAR-10 folder is incomplete; unpack {ARCHIVE} again') from None
-    except Exception as e:  # truncated, not a pickle, or a pickle of something else
-        raise DataError(f'{path} is not a CIFAR-10 batch file ({type(e).__name__}: {e})') from None
+    except Exception as e:  # missing, truncated, not a pickle, or a pickle of something else
+        raise DataError(f'{path} is not a CIFAR-10 batch file ({type(e).__name__}: {e}); unpack {ARCHIVE} again') from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
         raise DataError(f'{path} is not a CIFAR-10 batch file (data {data.dtype} {data.shape}, {len(labels)} labels)')
     if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES)):

@@ -110,6 +110,19 @@ def parser():
     return p
 
 
+def bench_parser(description):
+    """bench.py's command line: train.py's --device, --precision and --batch-size, as FLAGS declares
+    them, and how long to time each pipeline."""
+    p = Parser(prog='bench.py', description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in ('device', 'precision', 'batch_size'):
+        add(p, name)
+    p.add_argument('--steps', type=int, default=None, help='training steps per timed window (default: 50 on CUDA, 4 on CPU)')
+    p.add_argument('--windows', type=int, default=None, help='timed windows (default: 5)')
+    p.add_argument('--eval-images', type=int, default=None, help='images evaluated (default: 10000 on CUDA, 1000 on CPU)')
+    p.add_argument('--compile', action='store_true', help='also time ours with torch.compile')
+    return p
+
+
 def add(p, name):
     """The flag `name` ('erase_p'), as FLAGS declares it, to the argparse parser p (bench.py's too)."""
     flag = BY_NAME[name]

@@ -280,6 +280,21 @@ def describe(device):
             'cuda_visible_devices': os.environ.get('CUDA_VISIBLE_DEVICES'), 'host': socket.gethostname()}
 
 
+def pick(device, precision):
+    """bench.py's --device and --precision: the device, and the precision auto picks for it, as
+    train.py would; ValueError, in one line, where this machine has no such device or precision."""
+    device = pick_device(device)
+    return device, pick_precision(precision, device)
+
+
+def in_words(device):
+    """The device in words: a card with its compute capability, or the CPU with the threads torch uses."""
+    if device.type == 'cuda':
+        seen = describe(device)
+        return f'{seen["device_name"]} (compute capability {seen["compute_capability"]})'
+    return f'CPU, {torch.get_num_threads()} threads'
+
+
 def main(argv=None):
     """python -m bookkeeping.hardware [--gpu]: where --device auto trains on this machine, and in
     which precision auto computes there; or, on a machine with a GPU that torch cannot use, why, in

@@ -74,6 +74,10 @@ class Study(NamedTuple):
     def settings(self):
         return [s for e in self.experiments for s in e.settings]
 
+    def epochs(self):
+        """The epochs of every run: each setting's --epochs, train.py's default where it gives none."""
+        return sum(s.flags.get('epochs', flags.DEFAULTS['epochs']) for s in self.settings())
+
 
 def load(path=STUDY):
     """The study in `path`; StudyError, one line, if it is not one."""

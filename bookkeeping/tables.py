@@ -1,5 +1,5 @@
 """The report's tables as markdown, figures/tables.md: report.py works out what each cell holds,
-and every verdict; here is only how they are written."""
+and every verdict; here is only how they are written. And bench.py's table, last."""
 import os
 
 UNCERTAINTY_RULE = ('Each ± says what it is. Validation and test accuracy: one run ± its binomial standard error (se), '
@@ -152,3 +152,18 @@ def write(out, runs_dir, seed, table1, tables, conclusions_):
     with open(os.path.join(out, 'tables.md'), 'w') as f:
         f.write('\n'.join(sections))
     return ['tables.md']
+
+
+def bench(compared, study_epochs, compiling=None):
+    """bench.py's table: a row per pipeline as bench.compare() gives it. With compiling, (seconds
+    spent, seconds saved per 40k epoch, epochs after which it pays), a line on what torch.compile costs."""
+    lines = [f'\n| pipeline | train images/s | eval images/s | s per 40k epoch | vs plain | whole study ({study_epochs:,} epochs) |',
+             '|---|---:|---:|---:|---:|---:|']
+    lines += [f'| {label} | {train:,.0f} | {evals:,.0f} | {epoch:.2f} | {faster:.1f}x | {hours:.1f} h |'
+              for label, train, evals, epoch, faster, hours in compared]
+    if compiling:
+        spent, saved, pays_after = compiling
+        lines.append(f'\ntorch.compile spent {spent:.0f} s compiling before its first steps; ' + (
+            f'it saves {saved:.1f} s per 40k epoch, so it pays for itself after {pays_after:.1f} epochs.'
+            if pays_after is not None else 'it saves no time per epoch here.'))
+    return '\n'.join(lines)

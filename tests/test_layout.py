@@ -6,6 +6,8 @@ import glob
 import os
 import re
 
+import pytest
+
 from bookkeeping import CHAPTERS, flags
 from conftest import ROOT
 
@@ -137,3 +139,61 @@ def test_every_flag_is_declared_once_with_its_kind():
     assert {'lr', 'epochs', 'batch_size', 'momentum', 'cosine', 'wd', 'erase_p', 'erase_scale', 'erase_ratio',
             'no_crop_flip', 'seed', 'train_subset', 'eval_subset', 'precision'} <= set(flags.TRAINING)
     assert set(flags.KEPT_ON_RESUME) == {'compile', 'deterministic'}
+
+
+def plumbing(chapter):
+    """The non-blank lines of a chapter, and those of them that are plumbing: a line that imports or
+    names the machinery (bookkeeping/, runner/, course/: the run folder, the device and precision,
+    the flags, the layout of tables and figures), with the comment lines just above it; and main(),
+    with the `if __name__ == '__main__'` block. Everything else teaches: the model, the data,
+    augmentation, the schedule, the loop, the statistics, and what explains them."""
+    text = source(chapter.removesuffix('.py'))
+    tree, lines = ast.parse(text), text.splitlines()
+    machinery, found = set(), set()
+    span = lambda node, end=None: set(range(node.lineno, (end or node).end_lineno + 1))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+            if module and module.split('.')[0] in PACKAGES:
+                found |= span(node)
+                machinery |= {(alias.asname or alias.name).split('.')[0] for alias in node.names}
+    names = lambda node: any(isinstance(n, ast.Name) and n.id in machinery for n in ast.walk(node))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == 'main' or isinstance(node, ast.If) and \
+                isinstance(node.test, ast.Compare) and getattr(node.test.left, 'id', '') == '__name__':
+            found |= span(node)
+        elif isinstance(node, (ast.For, ast.While, ast.If, ast.With)):  # the head only: its body is lines of its own
+            head = node.iter if isinstance(node, ast.For) else node.items[-1].context_expr if isinstance(node, ast.With) \
+                else node.test
+            found |= span(node, head) if names(head) else set()
+        elif isinstance(node, ast.stmt) and not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Try)) and names(node):
+            found |= span(node)
+    for number in sorted(found):  # a comment just above a line of plumbing says why it is there
+        while number > 1 and lines[number - 2].strip().startswith('#'):
+            number -= 1
+            found.add(number)
+    nonblank = {number for number, line in enumerate(lines, 1) if line.strip()}
+    return nonblank, found & nonblank
+
+
+@pytest.mark.parametrize('chapter', CHAPTERS)
+def test_each_chapter_is_at_most_15_percent_plumbing(chapter):
+    """A chapter teaches its idea: at most 15% of its lines lean on the machinery (plumbing() says
+    how they are counted; docs/tests.md gives each chapter's count). What a chapter needs of the run
+    folder, the hardware or the layout is one call whose name says what it does."""
+    nonblank, found = plumbing(chapter)
+    assert len(found) <= 0.15 * len(nonblank), f'{chapter}: {len(found)} of {len(nonblank)} lines are plumbing'
+
+
+def test_no_exercise_names_the_machinery():
+    """What a student writes between # BEGIN SOLUTION and # END SOLUTION is the idea alone: no
+    name of bookkeeping/, runner/ or course/, nor anything a chapter imported from them."""
+    from course import handout
+    for exercise in handout.exercises():
+        lines = source(exercise.chapter.removesuffix('.py')).splitlines()
+        machinery = {alias.asname or alias.name for node in ast.walk(ast.parse('\n'.join(lines)))
+                     if isinstance(node, ast.ImportFrom) and node.module and node.module.split('.')[0] in PACKAGES
+                     for alias in node.names} | set(PACKAGES)
+        block = '\n'.join(lines[exercise.lines[0] + 1:exercise.lines[1]])
+        named = {word for word in re.findall(r'\b\w+\b', block)} & machinery
+        assert not named, (exercise.name, named)
