@@ -250,6 +250,26 @@ def test_a_task_whose_run_cannot_start_on_its_node_fails_once_and_is_not_requeue
     assert log.count(' start ') == 1 and 'make ended with status 2' in log, log
 
 
+@on_a_cluster
+def test_a_task_told_its_time_is_up_before_its_first_epoch_ended_is_not_requeued(cluster, cifar_root, tmp_path):
+    """A time limit shorter than an epoch: a task told that its time is up (the signal sbatch
+    --signal sends) before its run finished an epoch stops, says why in its slurm.log, and ends:
+    requeued, it would only come back to the same place."""
+    runs_dir = tmp_path / 'runs'
+    args = f'ARGS=--epochs 1 --batch-size 20 --device cpu --data-dir {cifar_root}'
+    submitted = subprocess.run([*MAKE, 'erase', f'RUNS={runs_dir}', args, 'SLURM=--time=30'], env=cluster,
+                               capture_output=True, text=True, timeout=180)
+    assert submitted.returncode == 0, submitted.stderr
+    job = re.search(r'submitted job (\d+): 1 of 1 runs', submitted.stdout).group(1)
+    log = runs_dir / 'erase/p1.0/seed0/slurm.log'
+    wait_for(lambda: log.exists() and ' start 1 on ' in log.read_text(), 'the task to start')
+    subprocess.run(['scancel', '--batch', '--signal=USR1', f'{job}_0'], env=cluster, check=True)
+    wait_for(lambda: job_ended(cluster, job), 'the job to end', timeout=300)
+    said = log.read_text()
+    assert 'stopped before the time limit without finishing an epoch; not requeued: give it a longer --time' in said
+    assert said.count(' start ') == 1 and not (runs_dir / 'erase/p1.0/seed0/checkpoint.pt').exists(), said
+
+
 @pytest.mark.exercise(*A_RUN, 'BasicBlock.forward')
 @on_a_cluster
 def test_an_experiment_added_to_study_toml_is_submitted_as_the_others_are(cluster, cifar_root, tmp_path):
