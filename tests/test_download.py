@@ -91,6 +91,29 @@ def test_a_fetch_that_finds_the_lock_held_says_so_once_and_goes_on_when_it_is_le
     assert out.count('waiting for another process to fetch CIFAR-10') == 1 and 'unpacking' in out, out
 
 
+def test_a_fetch_that_waited_takes_the_folder_made_meanwhile(tmp_path, capsys):
+    """Another process holds the lock while it unpacks, and makes the folder. Once it lets go, the
+    fetch that waited takes that folder as it is: it neither downloads nor unpacks again, which
+    this archive, not one, would make an error."""
+    (tmp_path / download.ARCHIVE).write_bytes(b'not a tar file')
+    held = locks.acquire(str(tmp_path / download.LOCK))  # as another process that fetches holds it
+    fetched = []
+
+    def fetch():
+        try:
+            fetched.append(download.fetch(str(tmp_path)))
+        except DataError as e:
+            fetched.append(e)
+    fetching = threading.Thread(target=fetch)
+    fetching.start()
+    time.sleep(2)  # past acquire's half second of retries: it waits
+    make_cifar(str(tmp_path))  # what the other process unpacked
+    locks.release(held)
+    fetching.join(60)
+    assert fetched == [str(tmp_path / download.FOLDER)]
+    assert 'unpacking' not in capsys.readouterr().out
+
+
 def test_corrupt_archive_is_one_clear_error(tmp_path):
     (tmp_path / download.ARCHIVE).write_bytes(b'not a tar file')
     with pytest.raises(DataError, match='not a readable CIFAR-10 archive'):
