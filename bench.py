@@ -168,7 +168,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         device, precision = hardware.pick(args.device, args.precision)
-    except ValueError as e:  # a device this machine lacks, bf16 on a card without it: one line, exit status 2
+    except (ValueError, hardware.NotNative) as e:  # a device this machine lacks, bf16 on a T4: one line, exit status 2
         parser.error(str(e))
     steps, windows, eval_images = lengths(device, args.steps, args.windows, args.eval_images)
     print(f'{hardware.in_words(device)}; torch {torch.__version__}; batch {args.batch_size}; {steps} steps x {windows} windows; '

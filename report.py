@@ -45,7 +45,7 @@ from stats import (ALPHA, binomial_se, holm, mcnemar_p, mean_sd_sem, normal_p, s
                    t_critical, welch)
 
 REPORT_IMAGES = 10_000  # the report's validation set, and its test set
-SEEDS_CAP = 20          # the most seeds a setting the Conclusions count to; past it, they say roughly how many
+SEEDS_CAP = 20          # the most seeds per setting the Conclusions count to; past it, they say roughly how many
 NORMAL_95 = statistics.NormalDist().inv_cdf(0.975)  # 1.96: 95% of a normal lies within 1.96 sd of its mean
 METRICS = ['train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc']
 ACCURACIES = ('val_acc', 'test_acc')  # the numbers measured on images, so with an uncertainty of their own
@@ -250,7 +250,7 @@ def family(margins):
 
 
 def to_settle(pair, theirs, ours, found):
-    """For a comparison within noise, the seeds a setting that would settle it, from our runs where
+    """For a comparison within noise, the seeds per setting that would settle it, from our runs where
     we have them, else from the report's numbers; None for one beyond noise, or with no number."""
     if ours is not None:
         if verdict(ours) != 'within noise':
@@ -263,7 +263,7 @@ def to_settle(pair, theirs, ours, found):
 
 
 class Seeds(NamedTuple):
-    """The seeds a setting at which a t-test over seeds sees a margin at power 0.80: `needed`, or
+    """The seeds per setting at which a t-test over seeds sees a margin at power 0.80: `needed`, or
     None past SEEDS_CAP, where `roughly` says about how many (inf for a margin of 0: none would);
     whether that is a `floor`; and how many the fewer of the two settings `have`."""
     needed: int | None

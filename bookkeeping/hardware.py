@@ -34,7 +34,6 @@ import torch
 
 from bookkeeping import locks
 from bookkeeping.environment import as_numbers
-from bookkeeping.flags import PRECISIONS
 
 # The GPU pool's locks, gpuN@HOST.lock: in the project's folder (.gpus), unless GPU_LOCKS names another
 # (one that several clones of the project share, so that their runs share the machine's GPUs).
@@ -282,7 +281,8 @@ def describe(device):
 
 def pick(device, precision):
     """bench.py's --device and --precision: the device, and the precision auto picks for it, as
-    train.py would; ValueError, in one line, where this machine has no such device or precision."""
+    train.py would. ValueError, in one line, where this machine has no such device; NotNative
+    where its GPU does not compute that precision natively (bf16 on a T4)."""
     device = pick_device(device)
     return device, pick_precision(precision, device)
 
@@ -311,8 +311,7 @@ def main(argv=None):
         sys.exit(str(e))
     if device.type == 'cuda':
         count = torch.cuda.device_count()
-        seen = describe(device)
-        sees, card = f'{count} GPU{"s" * (count > 1)}', f'{seen["device_name"]} (compute capability {seen["compute_capability"]})'
+        sees, card = f'{count} GPU{"s" * (count > 1)}', in_words(device)
     elif args.gpu:
         sys.exit(f'torch {torch.__version__} sees no GPU here: on Colab, choose Runtime › Change runtime type › '
                  f'T4 GPU; on Kaggle, Settings › Accelerator › a GPU; then run again')

@@ -489,9 +489,10 @@ def finish(out, history, test_loss, test_acc, splits):
 def settle(args, argv):
     """The run's flags, device and precision, settled before anything is written: --resume takes
     the run's own flags (take_saved_flags); each flag is checked against its range; --gpu-pool
-    takes a GPU before torch looks for CUDA; auto becomes the device and precision it picked here,
-    and is saved so, so that a run resumed on other hardware keeps it; --deterministic chooses the
-    kernels. Returns the device; a flag that cannot be is flags.BadFlag."""
+    takes a GPU before torch looks for CUDA; --device auto picks the device afresh each time
+    (config.json records the one each run had), while --precision auto becomes the precision it
+    picked, and is saved so, so that a run resumed on other hardware keeps it; --deterministic
+    chooses the kernels. Returns the device; a flag that cannot be is flags.BadFlag."""
     args.out = args.out or flags.default_out(args)
     try:
         if args.resume:

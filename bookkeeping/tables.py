@@ -29,7 +29,7 @@ taking the margin seen as the true one (Colas, Sigaud and Oudeyer 2018, "How man
 stats.seeds_needed). The spread of one seed's accuracy is the standard deviation of a setting's seeds where it has \
 two or more. With one run it is the binomial standard error of its accuracy: a floor, since another seed also \
 draws other weights, another data order and other augmentations, so the count is *at least* that, and training \
-noise adds. Past {cap} seeds a setting it says roughly how many (stats.seeds_needed_roughly). `make seeds` \
+noise adds. Past {cap} seeds per setting it says roughly how many (stats.seeds_needed_roughly). `make seeds` \
 adds seeds only where a comparison is open, a round at a time (runner/seeds.py).
 - **Holm's correction.** A family of comparisons at α 0.05 each (the report's claims make eleven): even if no \
 setting differed from another, about one in twenty would pass by chance. Holm's step-down rule (Holm 1979; \

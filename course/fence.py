@@ -5,8 +5,8 @@ here, with everything it started.
     a user of its own   as root, the worker runs as uid and gid FIRST_UID + slot (setpriv), no
                         root mapped: it reads only what any user may, and what it is given
     bubblewrap          where `bwrap` works (Debian's bubblewrap): a file system of its own, with
-                        /usr and the Python's own folders read-only, its chapters and worker.py
-                        read-only, and a /tmp of at most limits.tmp_bytes; no /root, /home or
+                        /usr and the Python's own folders read-only, its chapters (with the
+                        bookkeeping/ they import), worker.py and wire.py read-only, and a /tmp of at most limits.tmp_bytes; no /root, /home or
                         /etc, no tests, no instructor's project, no other student, no gradebook;
                         no network; processes of its own (it sees and signals none of the grader's)
     limits              prlimit(1): each process's address space (RLIMIT_AS, a MemoryError where it

@@ -1,5 +1,6 @@
 """The worker: the process that runs a student's code while a class is graded. It sees this file,
-wire.py and the chapters (the student's, laid over the handout's), and nothing of the tests:
+wire.py, the chapters (the student's, laid over the handout's) and the handout's bookkeeping/ that
+they import, and nothing of the tests:
 course/fence.py starts it fenced, and course/apart.py, in the checks' process, asks it to call a
 student's function and checks what comes back. It answers one request at a time, read from stdin
 and written to stdout, until stdin closes:

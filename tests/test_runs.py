@@ -405,6 +405,25 @@ def test_a_run_that_diverges_stops_and_says_so(capsys, tiny, cifar_root, tmp_pat
     assert runs.state(out) == 'finished'
 
 
+@pytest.mark.exercise(*A_RUN)
+def test_a_run_whose_validation_loss_alone_is_no_number_has_diverged(capsys, tiny, cifar_root, tmp_path, monkeypatch):
+    """Training's loss can stay finite while the model in evaluation mode gives nan (its running
+    statistics overflowed, say): that run has diverged as much, and stops at that epoch."""
+    evaluated = []
+
+    def evaluate(*args):
+        loss, acc, pred = real(*args)
+        evaluated.append(loss)
+        return (math.nan if len(evaluated) == 2 else loss), acc, pred
+    real = train.evaluate
+    monkeypatch.setattr(train, 'evaluate', evaluate)
+    out = str(tmp_path / 'run')
+    one_line_error(capsys, ['--epochs', '4', '--train-subset', '50', '--device', 'cpu', '--data-dir', cifar_root,
+                            '--out', out], train.DIVERGED)
+    assert json.load(open(os.path.join(out, 'summary.json')))['diverged_at'] == 2
+    assert math.isfinite(metrics(out)[-1]['train_loss']) and math.isnan(metrics(out)[-1]['val_loss'])
+
+
 @pytest.mark.exercise('train_one_epoch')
 def test_an_overflowing_fp16_step_is_not_divergence(monkeypatch):
     """In fp16 the scaler skips a step whose loss overflowed, and the model is as it was: the
