@@ -183,6 +183,8 @@ def test_each_chapter_is_at_most_15_percent_plumbing(chapter):
     folder, the hardware or the layout is one call whose name says what it does."""
     nonblank, found = plumbing(chapter)
     assert len(found) <= 0.15 * len(nonblank), f'{chapter}: {len(found)} of {len(nonblank)} lines are plumbing'
+    counted = f'| {chapter} | {len(nonblank) - len(found)} | {len(found)} | {100 * len(found) / len(nonblank):.1f}% |'
+    assert counted in open(os.path.join(ROOT, 'docs', 'tests.md')).read(), f'docs/tests.md should say: {counted}'
 
 
 def test_no_exercise_names_the_machinery():
