@@ -21,7 +21,7 @@ from runner import checks, slurm, status
 from bookkeeping import study
 import train
 from bookkeeping import flags
-from conftest import A_RUN, TinyNet, snapshot
+from conftest import A_RUN, TinyNet, snapshot, write_run
 
 STUDY = study.load()
 SWEEP = [s for s in STUDY.settings() if s.experiment == 'lr-sweep']  # three settings, a run each
@@ -228,3 +228,15 @@ def test_the_four_damages_seen_on_a_finished_study(pristine, tmp_path, capsys, n
     assert [line.split(') | ')[1][:5] for line in tables.splitlines() if line.startswith('| lr 0.1 | ours (')] == ['2 | 1']
     lr_claim = [line for line in tables.splitlines() if line.startswith(('| lr 0.01 is the best', '|  | lr 0.001'))]
     assert len(lr_claim) == 2 and all(line.endswith('not run yet; lr 0.01 without seed0 (damaged) |') for line in lr_claim)
+
+
+def test_metrics_whose_epochs_are_not_1_2_3_in_order_are_damaged(tmp_path):
+    """Two runs' metrics.jsonl concatenated, or a line lost in the middle: each line parses, and the
+    epochs say the file is not one run's. The run is damaged, and every reader is told why."""
+    for name, kept in (('swapped', lambda rows: rows[::-1]), ('a line lost', lambda rows: rows[:1] + rows[2:])):
+        folder = tmp_path / name
+        write_run(str(folder), val_accs=(0.3, 0.4, 0.5))
+        rows = (folder / 'metrics.jsonl').read_text().splitlines()
+        (folder / 'metrics.jsonl').write_text('\n'.join(kept(rows)) + '\n')
+        held = runs.examine(str(folder))
+        assert held.state == 'damaged' and 'does not hold epochs 1, 2, 3... in order' in str(held.damaged), name

@@ -186,10 +186,30 @@ def unfinished(folder):
 
 
 @pytest.mark.exercise(*A_RUN, 'cosine_lr')
-def test_an_occupied_folder_is_refused_and_left_as_it_was(capsys, tiny, finished, cifar_root):
+@pytest.mark.parametrize('interrupted', [False, True])
+def test_an_occupied_folder_is_refused_and_left_as_it_was(capsys, tiny, finished, cifar_root, interrupted):
+    """A run started in a folder that holds one, finished or interrupted (its checkpoint would go):
+    refused, the folder as it was, with --resume and --force named."""
+    if interrupted:
+        unfinished(finished)
     before = snapshot(finished)
     err = one_line_error(capsys, [*QUICK, '--data-dir', cifar_root, '--out', finished], 1)
     assert 'already holds a run' in err and '--resume' in err and snapshot(finished) == before
+
+
+def test_resume_keeps_the_run_s_compile_and_deterministic_unless_given_again(tmp_path):
+    """--compile and --deterministic change how a run computes, not what it learns: --resume keeps
+    the run's own (a compiled run resumes compiled), and takes them from the command when given."""
+    def resumed(saved, *given):
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        out.mkdir()
+        runs.write_json(str(out / 'config.json'), {'flags': flags.DEFAULTS | saved, 'sizes': {'train': 8, 'val': 2, 'test': 2}})
+        argv = ['--resume', '--out', str(out), *given]
+        args = flags.parser().parse_args(argv)
+        runs.take_saved_flags(args, flags.given(argv))
+        return args.compile, args.deterministic
+    assert resumed({'compile': True, 'deterministic': True}) == (True, True)
+    assert resumed({'compile': False, 'deterministic': False}, '--compile') == (True, False)
 
 
 @pytest.mark.exercise(*A_RUN, 'cosine_lr')
