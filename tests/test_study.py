@@ -113,6 +113,8 @@ def test_an_experiment_starts_from_the_setting_it_names():
     (lambda t: t + '\n[[experiment]\n', 'study.toml'),                                          # not TOML
     (lambda t: t.replace('from = "wd/wd5e-4"', 'from = "wd/wd5e-3"'), "no setting 'wd/wd5e-3'"),
     (lambda t: t.replace('name = "schedule"', 'name = "lr-sweep"'), 'names of their own'),
+    (lambda t: t.replace('name = "schedule"', 'name = "tables"'), "none of make's own targets"),   # make tables would run it
+    (lambda t: t.replace('name = "schedule"', 'name = "Schedule 2"'), "none of make's own targets"),
     (lambda t: t.replace('flags = { lr = 0.1 }', 'flags = { lr = { fast = 1 } }'), 'flag lr'),
     (lambda t: t.replace('label = "lr 0.1"\n', ''), 'label = "..."'),
     (lambda t: t.replace('val_acc = 81.31', 'val_acc = "81.31"'), 'report = { ... } holds numbers'),
