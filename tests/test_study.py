@@ -128,6 +128,15 @@ def test_a_file_that_is_not_a_study_is_one_line(tmp_path, edit, says):
     assert says in str(error.value) and len(str(error.value).splitlines()) == 1, str(error.value)
 
 
+def test_an_experiment_without_numbers_gets_the_next_free_table_and_figure(tmp_path):
+    """Table 1 is the split's (data.py), and the noise figure has its number: a study whose one
+    experiment gives no numbers gets Table 2 and the figure after the noise figure."""
+    path = tmp_path / 'study.toml'
+    path.write_text('[[experiment]]\nname = "a"\ntitle = "T"\n[[experiment.setting]]\nlabel = "one"\nfolder = "f"\n')
+    loaded = study.load(path)
+    assert (loaded.experiments[0].table, loaded.experiments[0].figure) == (2, loaded.noise_figure + 1)
+
+
 def test_two_settings_share_a_folder_only_in_two_experiments(tmp_path):
     """A setting's runs are in RUNS/experiment/folder/seedN: two settings of one experiment in one
     folder would take each other's runs, and the file is refused, in one line; two experiments may
