@@ -157,6 +157,9 @@ def test_gpu_locks_are_per_machine_as_well_as_per_number(tmp_path, monkeypatch):
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
     held = hardware.locks.acquire(hardware.gpu_lock('0', 'node-a'))
     assert held is not None and hardware.locks.acquire(hardware.gpu_lock('0', 'node-a')) is None
+    other = hardware.locks.acquire(hardware.gpu_lock('0', 'node-b'))  # free at once, not after a wait
+    assert other is not None
+    hardware.locks.release(other)
     assert hardware.take_gpu(['0'], host='node-b') == '0' and os.environ['CUDA_VISIBLE_DEVICES'] == '0'
     assert sorted(os.listdir(tmp_path)) == ['gpu0@node-a.lock', 'gpu0@node-b.lock']
     hardware.locks.release(held)
