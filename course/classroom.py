@@ -107,11 +107,13 @@ def run_checks(source, work, limits, slot, sandboxed):
 
 def limited(results, limits):
     """The tests that met a limit, counted: those past their time limit, those out of memory, those
-    whose output was too large, those that ended the worker."""
+    whose output was too large, those that could start no process (a fork bomb), those that ended
+    the worker (a segfault, os._exit)."""
     failed = [message for passed, message in results.values() if passed is False]
     counts = [(sum('TestTimeout: the test ran past' in m for m in failed), f'ran past the time limit of {limits.test_seconds:g} s'),
               (sum('MemoryError' in m for m in failed), f'ran out of the memory limit of {limits.memory_bytes / 2 ** 30:g} GB'),
               (sum('File too large' in m for m in failed), f'wrote past the output limit of {limits.output_bytes / 2 ** 20:g} MB'),
+              (sum('BlockingIOError: [Errno 11]' in m for m in failed), f'met the limit of {limits.processes} processes'),
               (sum('WorkerLost: ' in m for m in failed), 'ended the process running the student\'s code')]
     return [f'{n} test{"s" * (n > 1)} {what}' for n, what in counts if n]
 

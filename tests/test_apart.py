@@ -81,6 +81,11 @@ def sleeps():
     time.sleep(600)
 
 
+def forks():
+    child = os.fork()  # the child comes back from this call too, and would answer it, the worker's way
+    return 'parent' if child else 'child'
+
+
 def garbage():
     for fd in range(3, 32):  # whichever carries the answers
         try:
@@ -283,6 +288,13 @@ def test_a_worker_that_dies_or_answers_nonsense_fails_the_call_and_a_new_one_ans
     with pytest.raises(apart.WorkerLost, match=why):
         across(f'probe.{function}')
     assert across('schedule.cosine_lr', 0, 10, 0.1) == 0.1
+
+
+def test_a_child_the_student_s_code_forks_never_answers(worker):
+    """A process forked in a call returns from it too, into the worker's loop: it ends there, and
+    only the worker answers, so no later call reads the child's answer to an earlier one."""
+    assert across('probe.forks') == 'parent'
+    assert across('probe.echo', 1) == ([1], {}) and across('probe.forks') == 'parent'
 
 
 def test_a_call_past_the_test_s_time_limit_kills_the_worker_and_a_new_one_answers_the_next(worker):

@@ -276,23 +276,23 @@ def the_class(course, tmp_path_factory):
     attacking(sent / 'forge-lines', blank, bodies={'welch': FORGE_LINES}, top={'schedule.py': FORGE_DUMPS},
               coding='schedule.py')
     attacking(sent / 'stops-the-class', blank, top={'schedule.py': '''
-        import os
+        import os, signal
         for make in (lambda: os.remove('output.txt'), lambda: os.mkfifo('outcomes.jsonl'),
-                     lambda: os.symlink('/dev/zero', 'outcomes.jsonl')):
+                     lambda: os.symlink('/dev/zero', 'outcomes.jsonl'), lambda: os.kill(os.getppid(), signal.SIGKILL)):
             try:
                 make()
             except OSError:
                 pass
         '''}, bodies={
-        'cosine_lr': "for i in range(20):\n    open(f'/tmp/{i}', 'wb').write(b'x' * 60 * 2 ** 20)",
-        'mcnemar_p': "import os\nwhile True:\n    os.fork()",
-        'welch': "print('x' * 100 * 2 ** 20)"})
+        'cosine_lr': "for i in range(5):\n    open(f'/tmp/{i}', 'wb').write(b'x' * 60 * 2 ** 20)",
+        'mcnemar_p': "import os\nwhile True:\n    os.fork()"})
     attacking(sent / 'reads-secrets', blank, bodies={
         'cosine_lr': f"raise NotImplementedError(open({str(course / 'tests' / 'test_schedule.py')!r}).read())",
         'mcnemar_p': f"raise NotImplementedError(open({str(home / 'token.txt')!r}).read())",
         'welch': f"import os\nraise NotImplementedError(open({str(sent / 'all-solved' / 'stats.py')!r}).read() + "
                  f"open('/proc/self/environ').read() + str(dict(os.environ)) + open('/proc/1/environ').read())"})
-    attacking(sent / 'daemon', blank, top={'schedule.py': f'''
+    attacking(sent / 'daemon', blank, bodies={'mcnemar_p': 'import ctypes\nctypes.string_at(0)',  # a segfault
+                                              'welch': "print('x' * 100 * 2 ** 20)"}, top={'schedule.py': f'''
         import os, time
         if os.fork() == 0:  # a daemon, out of its parent's session, at work once grading is done
             os.setsid()
@@ -372,7 +372,8 @@ def test_the_class_is_graded_every_row_exactly(graded):
     one, the one with a conftest hook and a test file of its own, and the archive that climbs out of
     its folder none; half solved without markers its two; an infinite loop costs its exercise, an
     allocation far past the memory limit its exercise, a syntax error its chapter. Ids the gradebook
-    cannot hold are refused, each with its reason. Every attack's row is 0."""
+    cannot hold are refused, each with its reason. Every attack's row is 0, and its notes name the
+    limits its tests met: a segfault, os._exit and 100 MB printed each say so; a fork bomb too."""
     rows, _, _ = graded
     network = rows[2][-1]  # where bubblewrap does not work, each row says so
     assert network == '' or network.startswith('not in a sandbox'), network
@@ -381,6 +382,13 @@ def test_the_class_is_graded_every_row_exactly(graded):
     attacks = {row[0]: row for row in rows if row[0] in ATTACKS}
     assert sorted(attacks) == sorted(ATTACKS)
     assert all(row[-2] == '0' for row in attacks.values()), [row for row in attacks.values() if row[-2] != '0']
+    # The notes say which limit a row met: its tests each count once.
+    notes = {name: '; '.join(filter(None, [note, network])) for name, note in {
+        'always-equal': '', 'forge-dumps': '', 'reads-secrets': '',
+        'daemon': "2 tests wrote past the output limit of 64 MB; 7 tests ended the process running the student's code",
+        'forge-lines': "2 tests ended the process running the student's code",  # os._exit(0) in welch
+        'stops-the-class': '7 tests met the limit of 256 processes'}.items()}  # mcnemar_p's fork bomb
+    assert {name: row[-1] for name, row in attacks.items()} == notes
 
 
 @pytest.mark.slow
@@ -397,8 +405,8 @@ def test_no_feedback_or_cell_holds_what_the_student_may_not_see(graded):
 
 @pytest.mark.slow
 def test_no_submission_stops_the_class_or_changes_another_s(graded, the_class):
-    """A removed output.txt, a FIFO and /dev/zero where the outcomes once were, a full /tmp, a fork
-    bomb, 100 MB printed, a daemon that writes the gradebook and blanks another student's chapter
+    """A removed output.txt, a FIFO and /dev/zero where the outcomes once were, its parent killed, a
+    full /tmp, a fork bomb, a segfault, 100 MB printed, a daemon that writes the gradebook and blanks another student's chapter
     once grading is done, a thread that writes into every open file, a sleep in atexit: the gradebook
     has every row, as graded, a feedback file each, and the other student's chapter is as sent."""
     rows, feedback, out = graded
