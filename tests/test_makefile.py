@@ -328,6 +328,8 @@ def test_the_floor_is_read_from_the_installed_versions(monkeypatch):
     monkeypatch.setitem(environment.FLOOR, 'torch', '99.0')
     assert environment.lacking(['torch', 'no-such-package']) == [
         f'torch 99.0 or later (it has {torch_version()})', 'no-such-package']
+    monkeypatch.setitem(environment.FLOOR, 'torch', torch_version().split('+')[0])  # exactly at the floor: enough
+    assert environment.lacking(['torch']) == []
 
 
 def torch_version():

@@ -127,6 +127,18 @@ def test_the_data_set_is_put_in_place_before_the_study_is_submitted(monkeypatch,
     assert os.path.isdir(data_dir / 'cifar-10-batches-py')
 
 
+def test_a_relative_data_dir_is_the_project_s_where_the_tasks_run_whatever_the_folder_make_runs_in(
+        monkeypatch, tmp_path, cifar_root):
+    """The tasks run in the project's folder: a relative --data-dir in ARGS is fetched there, not
+    where make (or make seeds) happens to run."""
+    monkeypatch.setattr(download, 'URL', (tmp_path / 'offline').as_uri())  # the archive is the only way
+    data_dir = test_makefile.archive_only(tmp_path / 'data', cifar_root)
+    (tmp_path / 'elsewhere').mkdir()
+    monkeypatch.chdir(tmp_path / 'elsewhere')
+    assert 'sbatch not found' in submitted_without_sbatch(monkeypatch, tmp_path, os.path.relpath(data_dir, ROOT))
+    assert os.path.isdir(data_dir / 'cifar-10-batches-py') and os.listdir(tmp_path / 'elsewhere') == []
+
+
 def test_no_data_set_and_no_download_submits_nothing_with_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(download, 'URL', (tmp_path / 'offline').as_uri())  # stands for an unreachable server
     error = submitted_without_sbatch(monkeypatch, tmp_path, tmp_path / 'data')
