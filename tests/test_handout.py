@@ -221,6 +221,28 @@ def test_a_test_past_its_time_limit_fails_though_the_code_it_calls_catches_excep
     assert not passed and message.endswith('TestTimeout: the test ran past its time limit of 1 s'), message
 
 
+def test_a_timeout_skips_the_rest_of_its_exercise_only_when_the_test_was_its_alone(tmp_path):
+    """A test of one exercise that ran past its limit says that exercise loops: its other tests are
+    not run, each failing at once with why. A test of two exercises that did says which of them
+    loops no more than the other: their own tests run."""
+    (tmp_path / 'tests').mkdir()
+    (tmp_path / 'tests' / 'conftest.py').write_text(
+        'def pytest_configure(config):\n    config.addinivalue_line("markers", "exercise(name): an exercise")\n')
+    (tmp_path / 'tests' / 'test_loops.py').write_text(
+        'import time\nimport pytest\n\n\n@pytest.mark.exercise("a", "b")\ndef test_shared():\n    time.sleep(60)\n\n\n'
+        '@pytest.mark.exercise("a")\ndef test_a():\n    pass\n\n\n'
+        '@pytest.mark.exercise("c")\ndef test_c_loops():\n    time.sleep(60)\n\n\n'
+        '@pytest.mark.exercise("c")\ndef test_c():\n    pass\n')
+    out = tmp_path / 'outcomes.jsonl'
+    subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'course.recorder', '-p', 'no:cacheprovider', '--record',
+                    str(out), '--test-timeout', '1', 'tests'], cwd=tmp_path, capture_output=True, timeout=60,
+                   env=os.environ | {'PYTHONPATH': ROOT})
+    found = {name.split('::')[1]: (passed, message.split(': ', 1)[-1]) for name, (passed, message) in grade.outcomes(str(out)).items()}
+    assert found == {'test_shared': (False, 'the test ran past its time limit of 1 s'), 'test_a': (True, ''),
+                     'test_c_loops': (False, 'the test ran past its time limit of 1 s'),
+                     'test_c': (False, 'not run: c ran past the time limit in a test of its own')}, found
+
+
 def marked(tests):
     """{exercise: its own tests' node ids}, from recorded()'s record, but those skipped here (CUDA's)."""
     own = {}
