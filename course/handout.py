@@ -173,9 +173,14 @@ def read_points(root):
 
 
 def main(argv=None):
-    if len(argv if argv is not None else sys.argv[1:]) != 1:
-        raise SystemExit('usage: python -m course.handout OUT   (make handout OUT=...): a new folder for the handout')
-    out = (argv if argv is not None else sys.argv[1:])[0]
+    argv = sys.argv[1:] if argv is None else argv
+    usage = 'usage: python -m course.handout OUT   (make handout OUT=...): a new folder for the handout'
+    if argv in (['-h'], ['--help']):
+        print(usage)
+        return 0
+    if len(argv) != 1 or argv[0].startswith('-'):  # a folder is never named by a flag
+        raise SystemExit(usage)
+    out = argv[0]
     why = environment.folder(out)  # made before any work, or why it cannot be, in one line
     if why:
         raise SystemExit(f'handout: error: OUT={out}: {why}')

@@ -111,6 +111,15 @@ def test_a_handout_is_not_written_over_a_folder_that_holds_something(tmp_path):
     assert os.listdir(tmp_path) == ['notes.txt']
 
 
+def test_help_is_the_usage_and_a_flag_is_never_taken_for_the_folder(tmp_path):
+    asked = subprocess.run([sys.executable, '-m', 'course.handout', '--help'], cwd=tmp_path, capture_output=True, text=True,
+                           env=os.environ | {'PYTHONPATH': ROOT})
+    assert asked.returncode == 0 and asked.stdout.startswith('usage: python -m course.handout OUT')
+    wrong = subprocess.run([sys.executable, '-m', 'course.handout', '--out'], cwd=tmp_path, capture_output=True, text=True,
+                           env=os.environ | {'PYTHONPATH': ROOT})
+    assert wrong.returncode == 1 and wrong.stderr.startswith('usage:') and os.listdir(tmp_path) == []
+
+
 def test_the_record_holds_each_exercise_its_points_and_the_tests_that_grade_it(the_record, blank):
     """The record is what the project's markers and tests say: the ten exercises in reading order,
     10 points each, each with tests of its own; the hidden test of cosine_lr recorded as hidden. The
