@@ -252,6 +252,20 @@ def test_a_timeout_skips_the_rest_of_its_exercise_only_when_the_test_was_its_alo
                      'test_c': (False, 'not run: c ran past the time limit in a test of its own')}, found
 
 
+def test_only_a_skip_the_test_s_own_marks_ask_for_here_is_skipped(tmp_path):
+    """A CUDA test on a machine without one is skipped here, by its own mark: left out of the grade.
+    A test that the code it calls skipped (pytest.skip in a student's function) did not pass."""
+    (tmp_path / 'tests').mkdir()
+    (tmp_path / 'tests' / 'test_skips.py').write_text(
+        'import pytest\n\n\n@pytest.mark.skipif(True, reason="no CUDA GPU here")\ndef test_gpu():\n    pass\n\n\n'
+        'def test_asked():\n    pytest.skip("the code under test asked for it")\n')
+    out = tmp_path / 'outcomes.jsonl'
+    subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'course.recorder', '-p', 'no:cacheprovider', '--record',
+                    str(out), 'tests'], cwd=tmp_path, capture_output=True, timeout=60, env=os.environ | {'PYTHONPATH': ROOT})
+    assert grade.outcomes(str(out)) == {'tests/test_skips.py::test_gpu': (None, 'skipped'),
+                                        'tests/test_skips.py::test_asked': (False, 'skipped, though nothing here asks to skip it')}
+
+
 def marked(tests):
     """{exercise: its own tests' node ids}, from recorded()'s record, but those skipped here (CUDA's)."""
     own = {}
