@@ -154,6 +154,7 @@ def message(tree, blob=b''):
 
 @pytest.mark.parametrize('stream, says', [
     (io.BytesIO(struct.pack('>QQ', 2 ** 40, 0)), 'past the cap'),
+    (io.BytesIO(struct.pack('>QQ', 2, 2 ** 40) + b'[]'), 'past the cap'),  # its tensors' bytes, claimed
     (io.BytesIO(struct.pack('>QQ', 10, 0) + b'[1,'), 'cut short'),
     (message({'a': 1}), 'a JSON object'),
     (message(['X', 1]), "the tag 'X'"),
