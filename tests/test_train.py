@@ -487,10 +487,12 @@ def test_another_seed_gives_another_run(reference_run, cifar_root, tmp_path):
     assert without_seconds(metrics(tmp_path / 'seed1'))[0] | {'lr': None} != first
 
 
-@pytest.mark.exercise(*A_RUN, 'BasicBlock.forward')
+@pytest.mark.exercise(*A_RUN)
 @pytest.mark.slow
 def test_compile_learns_what_the_eager_model_learns(tmp_path):
     """--compile fuses kernels, so its sums round in another order: the same run, to rounding.
+    With the small network, whose kernels compile in seconds (ResNet-18 takes half a minute on 2
+    cores; make bench compiles it on a GPU, tests/test_bench.py).
     fp32, so that rounding is ~1e-7 and not bf16's ~1e-3; one batch shape, so it compiles fast.
     Epoch 2's losses are those of the weights after a step, so they compare the updates too.
     Untinted images: on the tinted ones the first step falls so steeply (loss 2.4 to 1.8) that it
@@ -498,8 +500,8 @@ def test_compile_learns_what_the_eager_model_learns(tmp_path):
     make_cifar(str(tmp_path), tint=False)
     args = ['--epochs', '2', '--train-subset', '50', '--eval-subset', '50', '--batch-size', '50', '--lr', '0.05',
             '--erase-p', '0.5', '--precision', 'fp32', '--device', 'cpu', '--data-dir', str(tmp_path)]
-    eager = train_py(*args, '--out', str(tmp_path / 'eager'))
-    compiled = train_py(*args, '--compile', '--out', str(tmp_path / 'compiled'))
+    eager = train_py(*args, '--out', str(tmp_path / 'eager'), tiny=True)
+    compiled = train_py(*args, '--compile', '--out', str(tmp_path / 'compiled'), tiny=True)
     assert eager.returncode == 0 and compiled.returncode == 0, compiled.stderr
     for ours, reference in zip(metrics(tmp_path / 'compiled'), metrics(tmp_path / 'eager'), strict=True):
         for key in ('train_loss', 'val_loss'):
