@@ -136,7 +136,7 @@ class Worker:
             self.process.stdin.flush()
             return wire.read(self.process.stdout)
         except (EOFError, BrokenPipeError, wire.Broken) as e:
-            why = self.stop(wait=0 if isinstance(e, wire.Broken) else 1)  # its pipe may close before it ends
+            why = self.stop(wait=0 if isinstance(e, wire.Broken) else 10)  # its pipe closes before it ends: on a busy machine, seconds before
             raise WorkerLost(f'the process running the student\'s code {why}'
                              + (f' ({e})' if isinstance(e, wire.Broken) else '')) from None
         except BaseException:
