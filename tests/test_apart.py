@@ -81,6 +81,12 @@ def sleeps():
     time.sleep(600)
 
 
+def changes_len():
+    import builtins
+    builtins.len = lambda value: 0  # and the worker's own code calls len()
+    return 1
+
+
 def forks():
     child = os.fork()  # the child comes back from this call too, and would answer it, the worker's way
     return 'parent' if child else 'child'
@@ -159,6 +165,7 @@ def message(tree, blob=b''):
     (message({'a': 1}), 'a JSON object'),
     (message(['X', 1]), "the tag 'X'"),
     (message(['T', 'float32', [2], 'cpu', 0, 8, 'contiguous'], b'\0' * 4), 'not where, or as many as'),
+    (message(['T', 'float32', [2], 'cpu', 0, 4, 'contiguous'], b'\0' * 4), 'not where, or as many as'),  # half its shape
     (message(['T', 'object', [1], 'cpu', 0, 8, 'contiguous'], b'\0' * 8), 'unknown dtype'),
     (message(['T', 'float32', [1], '/etc/passwd', 0, 4, 'contiguous'], b'\0' * 4), 'unknown device'),
     pytest.param(message(['T', 'float32', [1], 'cuda:0', 0, 4, 'contiguous'], b'\0' * 4), 'which this process does not have',
@@ -289,6 +296,11 @@ def test_a_worker_that_dies_or_answers_nonsense_fails_the_call_and_a_new_one_ans
     with pytest.raises(apart.WorkerLost, match=why):
         across(f'probe.{function}')
     assert across('schedule.cosine_lr', 0, 10, 0.1) == 0.1
+
+
+def test_a_builtin_a_student_s_call_changed_is_put_back_before_the_worker_answers_again(worker):
+    assert across('probe.changes_len') == 1
+    assert across('probe.echo', [1, 2], k='x') == ([[1, 2]], {'k': 'x'})
 
 
 def test_a_child_the_student_s_code_forks_never_answers(worker):
