@@ -348,7 +348,7 @@ def expected_rows(notes_after):
             row('syntax', every - {'mcnemar_p', 'welch'})]
 
 
-TIMEOUT = 3  # seconds a test: this course's take a second at most
+TIMEOUT = 10  # seconds a test: this course's take a second at most, and a worker starts in a few
 
 
 @pytest.fixture(scope='module')
