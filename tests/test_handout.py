@@ -215,6 +215,15 @@ def test_a_test_that_fails_in_its_setup_is_not_passed(tmp_path):
         {'exercises': ['cosine_lr'], 'passed': False, 'message': 'NotImplementedError: exercise 6: cosine_lr in schedule.py'}]
 
 
+def recorded_alone(root, *options):
+    """root/tests run by pytest with the recorder (and `options`), in a process of its own: the
+    outcomes file it wrote."""
+    out = str(root / 'outcomes.jsonl')
+    subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'course.recorder', '-p', 'no:cacheprovider', '--record',
+                    out, *options, 'tests'], cwd=root, capture_output=True, timeout=60, env=os.environ | {'PYTHONPATH': ROOT})
+    return out
+
+
 def test_a_test_past_its_time_limit_fails_though_the_code_it_calls_catches_exception(tmp_path):
     """The time limit stops code that catches Exception, as a student's retry loop does: it is
     raised as a BaseException, as KeyboardInterrupt is, and the test fails with what it ran past."""
@@ -222,11 +231,8 @@ def test_a_test_past_its_time_limit_fails_though_the_code_it_calls_catches_excep
     (tmp_path / 'tests' / 'test_retries.py').write_text(
         'import time\n\n\ndef test_it():\n    while True:\n        try:\n            time.sleep(0.05)\n'
         '        except Exception:\n            pass\n')
-    out = tmp_path / 'outcomes.jsonl'
-    subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'course.recorder', '-p', 'no:cacheprovider', '--record',
-                    str(out), '--test-timeout', '1', 'tests'], cwd=tmp_path, capture_output=True, timeout=60,
-                   env=os.environ | {'PYTHONPATH': ROOT})
-    (passed, message), = grade.outcomes(str(out)).values()
+    out = recorded_alone(tmp_path, '--test-timeout', '1')
+    (passed, message), = grade.outcomes(out).values()
     assert not passed and message.endswith('TestTimeout: the test ran past its time limit of 1 s'), message
 
 
@@ -242,11 +248,8 @@ def test_a_timeout_skips_the_rest_of_its_exercise_only_when_the_test_was_its_alo
         '@pytest.mark.exercise("a")\ndef test_a():\n    pass\n\n\n'
         '@pytest.mark.exercise("c")\ndef test_c_loops():\n    time.sleep(60)\n\n\n'
         '@pytest.mark.exercise("c")\ndef test_c():\n    pass\n')
-    out = tmp_path / 'outcomes.jsonl'
-    subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'course.recorder', '-p', 'no:cacheprovider', '--record',
-                    str(out), '--test-timeout', '1', 'tests'], cwd=tmp_path, capture_output=True, timeout=60,
-                   env=os.environ | {'PYTHONPATH': ROOT})
-    found = {name.split('::')[1]: (passed, message.split(': ', 1)[-1]) for name, (passed, message) in grade.outcomes(str(out)).items()}
+    out = recorded_alone(tmp_path, '--test-timeout', '1')
+    found = {name.split('::')[1]: (passed, message.split(': ', 1)[-1]) for name, (passed, message) in grade.outcomes(out).items()}
     assert found == {'test_shared': (False, 'the test ran past its time limit of 1 s'), 'test_a': (True, ''),
                      'test_c_loops': (False, 'the test ran past its time limit of 1 s'),
                      'test_c': (False, 'not run: c ran past the time limit in a test of its own')}, found
@@ -259,10 +262,8 @@ def test_only_a_skip_the_test_s_own_marks_ask_for_here_is_skipped(tmp_path):
     (tmp_path / 'tests' / 'test_skips.py').write_text(
         'import pytest\n\n\n@pytest.mark.skipif(True, reason="no CUDA GPU here")\ndef test_gpu():\n    pass\n\n\n'
         'def test_asked():\n    pytest.skip("the code under test asked for it")\n')
-    out = tmp_path / 'outcomes.jsonl'
-    subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'course.recorder', '-p', 'no:cacheprovider', '--record',
-                    str(out), 'tests'], cwd=tmp_path, capture_output=True, timeout=60, env=os.environ | {'PYTHONPATH': ROOT})
-    assert grade.outcomes(str(out)) == {'tests/test_skips.py::test_gpu': (None, 'skipped'),
+    out = recorded_alone(tmp_path)
+    assert grade.outcomes(out) == {'tests/test_skips.py::test_gpu': (None, 'skipped'),
                                         'tests/test_skips.py::test_asked': (False, 'skipped, though nothing here asks to skip it')}
 
 

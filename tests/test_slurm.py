@@ -245,17 +245,21 @@ def test_the_study_runs_on_slurm_through_a_requeue_and_a_time_limit(cluster, cif
     assert again.stdout.startswith('nothing to submit: all 3 runs have ended')
 
 
+def erase_submitted(cluster, runs_dir, args):
+    """`make erase` (one run) submitted to the test cluster with ARGS=args: its job's id."""
+    submitted = subprocess.run([*MAKE, 'erase', f'RUNS={runs_dir}', f'ARGS={args}', 'SLURM=--time=30'], env=cluster,
+                               capture_output=True, text=True, timeout=180)
+    assert submitted.returncode == 0, submitted.stderr
+    return re.search(r'submitted job (\d+): 1 of 1 runs', submitted.stdout).group(1)
+
+
 @on_a_cluster
 def test_a_task_whose_run_cannot_start_on_its_node_fails_once_and_is_not_requeued(cluster, cifar_root, tmp_path):
     """A task on a node without the hardware its run needs (here a CUDA GPU; a bf16 run on an older
     GPU is refused the same way, tests/test_hardware.py) fails with train.py's one line in its
     slurm.log, and ends: it is not requeued to fail again and again."""
     runs_dir = tmp_path / 'runs'
-    args = f'ARGS=--epochs 1 --train-subset 20 --eval-subset 10 --device cuda --data-dir {cifar_root}'
-    submitted = subprocess.run([*MAKE, 'erase', f'RUNS={runs_dir}', args, 'SLURM=--time=30'], env=cluster,
-                               capture_output=True, text=True, timeout=180)
-    assert submitted.returncode == 0, submitted.stderr
-    job = re.search(r'submitted job (\d+): 1 of 1 runs', submitted.stdout).group(1)
+    job = erase_submitted(cluster, runs_dir, f'--epochs 1 --train-subset 20 --eval-subset 10 --device cuda --data-dir {cifar_root}')
     wait_for(lambda: job_ended(cluster, job), 'the job to end', timeout=300)
     log = (runs_dir / 'erase/p1.0/seed0/slurm.log').read_text()
     assert 'train.py: error: --device cuda: this machine has no CUDA GPU that torch can use' in log
@@ -268,11 +272,7 @@ def test_a_task_told_its_time_is_up_before_its_first_epoch_ended_is_not_requeued
     --signal sends) before its run finished an epoch stops, says why in its slurm.log, and ends:
     requeued, it would only come back to the same place."""
     runs_dir = tmp_path / 'runs'
-    args = f'ARGS=--epochs 1 --batch-size 20 --device cpu --data-dir {cifar_root}'
-    submitted = subprocess.run([*MAKE, 'erase', f'RUNS={runs_dir}', args, 'SLURM=--time=30'], env=cluster,
-                               capture_output=True, text=True, timeout=180)
-    assert submitted.returncode == 0, submitted.stderr
-    job = re.search(r'submitted job (\d+): 1 of 1 runs', submitted.stdout).group(1)
+    job = erase_submitted(cluster, runs_dir, f'--epochs 1 --batch-size 20 --device cpu --data-dir {cifar_root}')
     log = runs_dir / 'erase/p1.0/seed0/slurm.log'
     wait_for(lambda: log.exists() and ' start 1 on ' in log.read_text(), 'the task to start')
     subprocess.run(['scancel', '--batch', '--signal=USR1', f'{job}_0'], env=cluster, check=True)
