@@ -292,8 +292,10 @@ def the_class(course, tmp_path_factory):
         'mcnemar_p': f"raise NotImplementedError(open({str(home / 'token.txt')!r}).read())",
         'welch': f"import os\nraise NotImplementedError(open({str(sent / 'all-solved' / 'stats.py')!r}).read() + "
                  f"open('/proc/self/environ').read() + str(dict(os.environ)) + open('/proc/1/environ').read())"})
+    # 100 MB printed in cosine_lr, whose tests run before stats.py's thread starts: a thread that writes
+    # into the worker's answer ends the worker, whatever its call was doing (on a slow disk, a print).
     attacking(sent / 'daemon', blank, bodies={'mcnemar_p': 'import ctypes\nctypes.string_at(0)',  # a segfault
-                                              'welch': "print('x' * 100 * 2 ** 20)"}, top={'schedule.py': f'''
+                                              'cosine_lr': "print('x' * 100 * 2 ** 20)"}, top={'schedule.py': f'''
         import os, time
         if os.fork() == 0:  # a daemon, out of its parent's session, at work once grading is done
             os.setsid()
@@ -389,7 +391,7 @@ def test_the_class_is_graded_every_row_exactly(graded):
     # end the worker as it writes on.
     ended, output = "\\d tests? ended the process running the student's code", '\\d tests? wrote past the output limit of 64 MB'
     notes = {'always-equal': '', 'forge-dumps': '', 'reads-secrets': '',
-             'daemon': f'{output}; {ended}',  # 100 MB printed in welch; a segfault in mcnemar_p
+             'daemon': f'{output}; {ended}',  # 100 MB printed in cosine_lr; a segfault in mcnemar_p
              'forge-lines': "2 tests ended the process running the student's code",  # os._exit(0) in welch
              'stops-the-class': f'(\\d tests? ran past the time limit of {TIMEOUT} s)?(; )?(\\d tests? met the limit of 256 processes)?'}
     for name, note in notes.items():

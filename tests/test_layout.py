@@ -10,6 +10,7 @@ import pytest
 
 from bookkeeping import CHAPTERS, flags
 from conftest import ROOT
+from course import handout
 
 PACKAGES = ('bookkeeping', 'runner', 'course')
 # Every module of the project, by its import name: 'train', 'bookkeeping.runs', ...
@@ -176,11 +177,10 @@ def plumbing(chapter):
     return nonblank, found & nonblank
 
 
+@pytest.mark.skipif(os.path.exists(os.path.join(ROOT, handout.RECORD)),
+                    reason="a handout: its blanks are shorter than the solutions; the project's chapters are the ones counted")
 @pytest.mark.parametrize('chapter', CHAPTERS)
 def test_each_chapter_is_at_most_15_percent_plumbing(chapter):
-    from course import handout
-    if os.path.exists(os.path.join(ROOT, handout.RECORD)):
-        pytest.skip('a handout: its blanks are shorter than the solutions, and the project\'s chapters are the ones counted')
     """A chapter teaches its idea: at most 15% of its lines lean on the machinery (plumbing() says
     how they are counted; docs/tests.md gives each chapter's count). What a chapter needs of the run
     folder, the hardware or the layout is one call whose name says what it does."""
@@ -193,7 +193,6 @@ def test_each_chapter_is_at_most_15_percent_plumbing(chapter):
 def test_no_exercise_names_the_machinery():
     """What a student writes between # BEGIN SOLUTION and # END SOLUTION is the idea alone: no
     name of bookkeeping/, runner/ or course/, nor anything a chapter imported from them."""
-    from course import handout
     for exercise in handout.exercises():
         lines = source(exercise.chapter.removesuffix('.py')).splitlines()
         machinery = {alias.asname or alias.name for node in ast.walk(ast.parse('\n'.join(lines)))
