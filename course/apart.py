@@ -81,16 +81,21 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Only the tests that grade, the hidden ones last."""
-    if not config.getoption('apart'):
-        return
+    if config.getoption('apart'):
+        kept = graded(items)
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
+def graded(items):
+    """Of pytest's `items`, the tests that grade, those marked with exactly one exercise, in their
+    order, the hidden ones last."""
     own = [item for item in items if len([n for mark in item.iter_markers('exercise') for n in mark.args]) == 1]
-    config.hook.pytest_deselected(items=[item for item in items if item not in own])
     hidden = {}  # each test file's lines in its hidden blocks
     for item in own:
         if item.path not in hidden:
             hidden[item.path] = handout.hidden_lines(item.path.read_text().splitlines())
-    items[:] = sorted(own, key=lambda item: item.location[1] + 1 in hidden[item.path])
+    return sorted(own, key=lambda item: item.location[1] + 1 in hidden[item.path])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -251,6 +251,21 @@ def test_an_epoch_across_trains_the_model_optimizer_and_scaler_here(worker):
         assert torch.equal(a['momentum_buffer'], b['momentum_buffer'])
 
 
+def test_the_modes_a_call_set_are_the_modes_here(worker):
+    """evaluate() calls model.eval() there: here too, afterwards, every part of the model is in
+    evaluation mode, as after the same call made here, and BatchNorm's running statistics are untouched."""
+    torch.manual_seed(0)
+    net, images = TinyNet(), torch.randn(6, 3, 32, 32)
+    mine = copy.deepcopy(net)
+    autocast = torch.autocast('cpu', enabled=False)
+    theirs = apart.call('train.evaluate', [net, images, torch.arange(6) % 10, torch.zeros(3), torch.ones(3), autocast], {})
+    ours = train.evaluate(mine, images, torch.arange(6) % 10, torch.zeros(3), torch.ones(3), autocast)
+    assert [part.training for part in net.modules()] == [part.training for part in mine.modules()] == [False] * len(list(mine.modules()))
+    assert theirs[:2] == ours[:2] and torch.equal(theirs[2], ours[2])
+    for (name, a), b in zip(net.state_dict().items(), mine.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_a_tensor_that_requires_grad_there_comes_back_a_plain_tensor(worker):
     """What the student's code made of it there is not this process's autograd graph: only its values cross."""
     result = across('probe.with_grad')
@@ -327,3 +342,23 @@ def test_a_call_past_the_test_s_time_limit_kills_the_worker_and_a_new_one_answer
         signal.signal(signal.SIGALRM, previous)
     assert worker.process is None
     assert across('schedule.cosine_lr', 0, 10, 0.1) == 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# Which tests run apart.
+
+
+def test_only_the_tests_that_grade_run_apart_the_hidden_ones_last():
+    """Of test_schedule.py's and test_stats.py's tests as pytest collects them, those marked with
+    exactly one exercise, in pytest's order, but cosine_lr's hidden tests after stats.py's public
+    ones: no public test's message can carry what a hidden test handed the student's code."""
+    class Collected:
+        def pytest_collection_finish(self, session):
+            self.items = list(session.items)
+    collected = Collected()
+    files = [os.path.join(ROOT, 'tests', name) for name in ('test_schedule.py', 'test_stats.py')]
+    assert pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', *files], plugins=[collected]) == 0
+    one = [item for item in collected.items if len([n for mark in item.iter_markers('exercise') for n in mark.args]) == 1]
+    hidden = [item for item in one if item.name.startswith('test_cosine_falls_from_lr_max')]
+    assert len(hidden) == 3 and collected.items.index(hidden[-1]) < len(collected.items) - 1  # not last, as pytest has them
+    assert apart.graded(collected.items) == [item for item in one if item not in hidden] + hidden
