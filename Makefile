@@ -73,13 +73,13 @@ python-checked:
 # Every test, in two pytest processes at once: about half of the suite's time waits on the processes
 # its tests start (a Slurm cluster, a notebook kernel, a class graded). The grader's tests, whose fenced
 # workers take the machine's users by slot, run in the same one, with the other slow ones shared out.
-# Each prints its report as it ends; make test fails if either does. (make's own flags are not the
-# tests': their make commands are theirs.)
+# Each has half the cores' threads, and prints its report as it ends; make test fails if either
+# does. (make's own flags are not the tests': their make commands are theirs.)
 TESTS_BESIDE := tests/test_classroom.py tests/test_fence.py tests/test_apart.py tests/test_handout.py \
-	tests/test_notebook.py tests/test_study.py tests/test_augment.py
-PYTEST := env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(PY) -m pytest -q -rs --durations=6
+	tests/test_notebook.py tests/test_study.py tests/test_seeds.py tests/test_augment.py
+PYTEST = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL OMP_NUM_THREADS=$$threads $(PY) -m pytest -q -rs --durations=6
 test: $(READY)
-	@beside=$$(mktemp); trap 'rm -f $$beside' EXIT; \
+	@beside=$$(mktemp); trap 'rm -f $$beside' EXIT; threads=$$(( ($$(nproc) + 1) / 2 )); \
 	$(PYTEST) $(TESTS_BESIDE) > $$beside 2>&1 & pid=$$!; \
 	$(PYTEST) $(addprefix --ignore=,$(TESTS_BESIDE)) tests; rest=$$?; \
 	wait $$pid; status=$$?; echo; cat $$beside; [ $$rest = 0 ] && [ $$status = 0 ]
