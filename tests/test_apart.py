@@ -5,6 +5,7 @@ state the call left them in, as in the checks' process; gradients flow back acro
 student's code does (raise, return what is not plain data, die, hang, answer nonsense) fails that
 one call, with a message that says so, and the next call finds a worker again. Each is checked
 against the same call made in this process."""
+import contextlib
 import copy
 import io
 import json
@@ -325,23 +326,42 @@ def test_a_child_the_student_s_code_forks_never_answers(worker):
     assert across('probe.echo', 1) == ([1], {}) and across('probe.forks') == 'parent'
 
 
-def test_a_call_past_the_test_s_time_limit_kills_the_worker_and_a_new_one_answers_the_next(worker):
-    class Late(BaseException):
-        pass
+class Late(BaseException):
+    """What the recorder's alarm raises at a test's time limit (a TestTimeout), here."""
 
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """An alarm in `seconds` that raises Late, as the recorder's does."""
     def late(signum, frame):
         raise Late()
-    assert across('schedule.cosine_lr', 0, 10, 0.1) == 0.1  # a worker up and answering: on a busy machine, its start is slow
     previous = signal.signal(signal.SIGALRM, late)
-    signal.setitimer(signal.ITIMER_REAL, 2)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        with pytest.raises(Late):
-            across('probe.sleeps')
+        yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_call_past_the_test_s_time_limit_kills_the_worker_and_a_new_one_answers_the_next(worker):
+    assert across('schedule.cosine_lr', 0, 10, 0.1) == 0.1  # a worker up and answering
+    with time_limit(2), pytest.raises(Late):
+        across('probe.sleeps')
     assert worker.process is None
     assert across('schedule.cosine_lr', 0, 10, 0.1) == 0.1
+
+
+def test_a_new_worker_s_start_is_not_counted_in_the_test_s_limit(worker):
+    """A worker's start (torch's import) takes seconds, more on a busy machine: the grader's time,
+    not the student's. A test with half a second left gets its answer from a new worker, and its
+    limit is kept for the call itself."""
+    worker.stop()
+    with time_limit(0.5):
+        assert across('schedule.cosine_lr', 0, 10, 0.1) == 0.1
+        assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 0.5
+        with pytest.raises(Late):
+            across('probe.sleeps')
 
 
 # ---------------------------------------------------------------------------------------------
