@@ -71,18 +71,24 @@ python-checked:
 .PHONY: python-checked
 
 # Every test, in two pytest processes at once: about half of the suite's time waits on the processes
-# its tests start (a Slurm cluster, a notebook kernel, a class graded). The grader's tests, whose fenced
-# workers take the machine's users by slot, run in the same one, with the other slow ones shared out.
-# Each has half the cores' threads, and prints its report as it ends; make test fails if either
-# does. (make's own flags are not the tests': their make commands are theirs.)
+# its tests start (a Slurm cluster, a notebook kernel, a class graded). test_classroom, test_fence and
+# test_apart share one, since their fenced workers take the machine's users by slot number;
+# TESTS_BESIDE lists them, with other slow modules to even the two. That one writes its report to a
+# temporary file, printed once both have ended; the other prints as it runs. Each has half the cores'
+# threads, rounded up (OMP_NUM_THREADS, which the processes the tests start inherit). make test fails
+# if either fails; Ctrl-C stops both. MAKEFLAGS is unset so that make's own -j or -s does not reach
+# the make commands the tests run.
 TESTS_BESIDE := tests/test_classroom.py tests/test_fence.py tests/test_apart.py tests/test_handout.py \
 	tests/test_notebook.py tests/test_study.py tests/test_seeds.py tests/test_augment.py
 PYTEST = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL OMP_NUM_THREADS=$$threads $(PY) -m pytest -q -rs --durations=6
 test: $(READY)
-	@beside=$$(mktemp); trap 'rm -f $$beside' EXIT; threads=$$(( ($$(nproc) + 1) / 2 )); \
-	$(PYTEST) $(TESTS_BESIDE) > $$beside 2>&1 & pid=$$!; \
+	@beside=$$(mktemp) || exit 1; threads=$$(( ($$(nproc) + 1) / 2 )); \
+	$(PYTEST) $(TESTS_BESIDE) > "$$beside" 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; rm -f "$$beside"' EXIT; trap 'exit 130' INT TERM; \
 	$(PYTEST) $(addprefix --ignore=,$(TESTS_BESIDE)) tests; rest=$$?; \
-	wait $$pid; status=$$?; echo; cat $$beside; [ $$rest = 0 ] && [ $$status = 0 ]
+	wait $$pid; status=$$?; echo; cat "$$beside"; \
+	echo "make test: exit status $$rest for the other tests, $$status for the grader's and those beside them"; \
+	[ $$rest = 0 ] && [ $$status = 0 ]
 
 # Every test but the slow ones (whole ResNet-18 runs in processes of their own, torch.compile, several runs at once, a Slurm cluster).
 test-quick: $(READY)

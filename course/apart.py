@@ -21,7 +21,9 @@ worker for the gradients (Across).
 What cannot come back fails the test, and says why: a value that is not plain data (named by its
 type), an exception of the student's code (its type and message, cut short), a worker that dies
 or answers nonsense (a new one starts for the next call), or one still busy at the test's time
-limit (course/recorder.py's alarm interrupts the wait, and the worker is killed).
+limit (course/recorder.py's alarm interrupts the wait, and the worker is killed). A new worker's
+start is not counted in that limit: it runs no student code (the chapters are imported at their
+first call), and it is waited for with the alarm paused (Worker.wait_ready).
 
 Only the tests that grade run here: those marked with exactly one exercise, the hidden ones last,
 so that no public test's message can carry what a hidden test handed the student's code.
@@ -89,8 +91,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def graded(items):
-    """Of pytest's `items`, the tests that grade, those marked with exactly one exercise, in their
-    order, the hidden ones last."""
+    """Of pytest's `items`, the tests that grade: those whose exercise marks name exactly one
+    exercise. The public ones first, then those in a hidden block of their test file, each in
+    pytest's order."""
     own = [item for item in items if len([n for mark in item.iter_markers('exercise') for n in mark.args]) == 1]
     hidden = {}  # each test file's lines in its hidden blocks
     for item in own:
@@ -100,13 +103,14 @@ def graded(items):
 
 
 # ---------------------------------------------------------------------------------------------
-# The worker, started when first asked, and again after it ended.
+# The worker, started with the checks, and again at the next call after it ended.
 
 
 class Worker:
-    """The worker, and what this process knows of it: torch's global generator state the two last
-    agreed on (`synced`), which need not cross again while neither has drawn from it (None when
-    not known: a new worker's own is another)."""
+    """The worker, and what this process knows of it: whether it has answered a ping since it
+    started (`ready`), and torch's global generator state the two last agreed on (`synced`), which
+    need not cross again while neither has drawn from it (None when not known: a new worker's own
+    is another)."""
 
     def __init__(self, chapters, settings):
         self.chapters, self.settings, self.process, self.synced, self.ready = chapters, settings, None, None, False
@@ -157,8 +161,9 @@ class Worker:
 
     def wait_ready(self):
         """Wait for a new worker to answer a ping: its start (torch's import) is the grader's time,
-        not the student's, so the test's time limit (the recorder's alarm) waits meanwhile. The
-        grader's limit on the whole submission still holds."""
+        not the student's, so the test's time limit (the recorder's alarm) is paused meanwhile, and
+        what was left of it runs on after. A worker that never answers is stopped by the grader's
+        limit on the whole submission (--submission-timeout), which costs that submission's row."""
         left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
         try:
             wire.write(self.process.stdin, {'ping': True})
