@@ -82,7 +82,7 @@ TESTS_BESIDE := tests/test_classroom.py tests/test_fence.py tests/test_apart.py 
 	tests/test_notebook.py tests/test_study.py tests/test_seeds.py tests/test_augment.py
 PYTEST = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL OMP_NUM_THREADS=$$threads $(PY) -m pytest -q -rs --durations=6
 test: $(READY)
-	@beside=$$(mktemp) || exit 1; threads=$$(( ($$(nproc) + 1) / 2 )); \
+	@beside=$$(mktemp) || exit 1; threads=$$(( ($$(getconf _NPROCESSORS_ONLN) + 1) / 2 )); \
 	$(PYTEST) $(TESTS_BESIDE) > "$$beside" 2>&1 & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; rm -f "$$beside"' EXIT; trap 'exit 130' INT TERM; \
 	$(PYTEST) $(addprefix --ignore=,$(TESTS_BESIDE)) tests; rest=$$?; \
