@@ -201,16 +201,23 @@ def recorded(root, *tests):
                              'message': results.get(c['collected'], (None, ''))[1]} for c in lines if 'collected' in c}
 
 
+def make_tests(root, **files):
+    """root/tests, with the exercise mark registered as the project's conftest.py does, and a test
+    file for each of `files` (name: its text)."""
+    (root / 'tests').mkdir()
+    (root / 'tests' / 'conftest.py').write_text(
+        'def pytest_configure(config):\n    config.addinivalue_line("markers", "exercise(name): an exercise")\n')
+    for name, text in files.items():
+        (root / 'tests' / f'{name}.py').write_text(text)
+
+
 def test_a_test_that_fails_in_its_setup_is_not_passed(tmp_path):
     """A test whose fixture raises never ran its checks, as in a handout, where a fixture that trains
     a run meets a blank: the grade records it as not passed, with the blank it met."""
-    (tmp_path / 'tests').mkdir()
-    (tmp_path / 'tests' / 'conftest.py').write_text(
-        'def pytest_configure(config):\n    config.addinivalue_line("markers", "exercise(name): an exercise")\n')
-    (tmp_path / 'tests' / 'test_a_fixture_meets_a_blank.py').write_text(
+    make_tests(tmp_path, test_a_fixture_meets_a_blank=(
         'import pytest\n\n\n@pytest.fixture\ndef run():\n'
         '    raise NotImplementedError("exercise 6: cosine_lr in schedule.py")\n\n\n'
-        '@pytest.mark.exercise("cosine_lr")\ndef test_it(run):\n    pass\n')
+        '@pytest.mark.exercise("cosine_lr")\ndef test_it(run):\n    pass\n'))
     assert list(recorded(str(tmp_path)).values()) == [
         {'exercises': ['cosine_lr'], 'passed': False, 'message': 'NotImplementedError: exercise 6: cosine_lr in schedule.py'}]
 
@@ -227,10 +234,9 @@ def recorded_alone(root, *options):
 def test_a_test_past_its_time_limit_fails_though_the_code_it_calls_catches_exception(tmp_path):
     """The time limit stops code that catches Exception, as a student's retry loop does: it is
     raised as a BaseException, as KeyboardInterrupt is, and the test fails with what it ran past."""
-    (tmp_path / 'tests').mkdir()
-    (tmp_path / 'tests' / 'test_retries.py').write_text(
+    make_tests(tmp_path, test_retries=(
         'import time\n\n\ndef test_it():\n    while True:\n        try:\n            time.sleep(0.05)\n'
-        '        except Exception:\n            pass\n')
+        '        except Exception:\n            pass\n'))
     out = recorded_alone(tmp_path, '--test-timeout', '1')
     (passed, message), = grade.outcomes(out).values()
     assert not passed and message.endswith('TestTimeout: the test ran past its time limit of 1 s'), message
@@ -240,14 +246,11 @@ def test_a_timeout_skips_the_rest_of_its_exercise_only_when_the_test_was_its_alo
     """A test of one exercise that ran past its limit says that exercise loops: its other tests are
     not run, each failing at once with why. A test of two exercises that did says which of them
     loops no more than the other: their own tests run."""
-    (tmp_path / 'tests').mkdir()
-    (tmp_path / 'tests' / 'conftest.py').write_text(
-        'def pytest_configure(config):\n    config.addinivalue_line("markers", "exercise(name): an exercise")\n')
-    (tmp_path / 'tests' / 'test_loops.py').write_text(
+    make_tests(tmp_path, test_loops=(
         'import time\nimport pytest\n\n\n@pytest.mark.exercise("a", "b")\ndef test_shared():\n    time.sleep(60)\n\n\n'
         '@pytest.mark.exercise("a")\ndef test_a():\n    pass\n\n\n'
         '@pytest.mark.exercise("c")\ndef test_c_loops():\n    time.sleep(60)\n\n\n'
-        '@pytest.mark.exercise("c")\ndef test_c():\n    pass\n')
+        '@pytest.mark.exercise("c")\ndef test_c():\n    pass\n'))
     out = recorded_alone(tmp_path, '--test-timeout', '1')
     found = {name.split('::')[1]: (passed, message.split(': ', 1)[-1]) for name, (passed, message) in grade.outcomes(out).items()}
     assert found == {'test_shared': (False, 'the test ran past its time limit of 1 s'), 'test_a': (True, ''),
@@ -258,10 +261,9 @@ def test_a_timeout_skips_the_rest_of_its_exercise_only_when_the_test_was_its_alo
 def test_only_a_skip_the_test_s_own_marks_ask_for_here_is_skipped(tmp_path):
     """A CUDA test on a machine without one is skipped here, by its own mark: left out of the grade.
     A test that the code it calls skipped (pytest.skip in a student's function) did not pass."""
-    (tmp_path / 'tests').mkdir()
-    (tmp_path / 'tests' / 'test_skips.py').write_text(
+    make_tests(tmp_path, test_skips=(
         'import pytest\n\n\n@pytest.mark.skipif(True, reason="no CUDA GPU here")\ndef test_gpu():\n    pass\n\n\n'
-        'def test_asked():\n    pytest.skip("the code under test asked for it")\n')
+        'def test_asked():\n    pytest.skip("the code under test asked for it")\n'))
     out = recorded_alone(tmp_path)
     assert grade.outcomes(out) == {'tests/test_skips.py::test_gpu': (None, 'skipped'),
                                         'tests/test_skips.py::test_asked': (False, 'skipped, though nothing here asks to skip it')}
